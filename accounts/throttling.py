@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rest_framework.request import Request
+from rest_framework.throttling import SimpleRateThrottle
+
+from accounts.authentication import APIPrincipal
+
+if TYPE_CHECKING:
+    from rest_framework.views import APIView
+
+
+class APIKeyRateThrottle(SimpleRateThrottle):
+    """Requests per API key, counted in the shared cache (Redis when configured)."""
+
+    scope = "api_key"
+
+    def get_cache_key(self, request: Request, view: APIView) -> str | None:
+        principal = request.user
+        ident = principal.key_id if isinstance(principal, APIPrincipal) else self.get_ident(request)
+        return self.cache_format % {"scope": self.scope, "ident": ident}

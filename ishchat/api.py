@@ -1,0 +1,37 @@
+"""API plumbing shared by every app: the exception handler and pagination."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from ishchat.errors import ConflictError, ServiceUnavailableError
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Map domain errors to HTTP; everything else takes DRF's shape."""
+    if isinstance(exc, DjangoValidationError):
+        detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        exc = ValidationError(detail=detail)
+    if isinstance(exc, ConflictError):
+        body: dict[str, Any] = {"detail": exc.message, "code": "conflict"}
+        if exc.field:
+            body[exc.field] = [exc.message]
+        return Response(body, status=status.HTTP_409_CONFLICT)
+    if isinstance(exc, ServiceUnavailableError):
+        return Response(
+            {"detail": exc.message, "code": exc.code, **exc.details},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+    return drf_exception_handler(exc, context)
+
+
+class LimitOffset(LimitOffsetPagination):
+    default_limit = 100
+    max_limit = 1000

@@ -1,0 +1,57 @@
+"""GET /health: is this process able to do its work? No auth, for probes."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from django.core.cache import cache
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.http import require_GET
+
+from ishchat.celery import app as celery_app
+
+
+def _check_database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+
+
+def _check_cache() -> None:
+    key = f"health:{uuid.uuid4().hex}"
+    cache.set(key, "ok", timeout=5)
+    if cache.get(key) != "ok":
+        raise RuntimeError("value written to the cache could not be read back")
+    cache.delete(key)
+
+
+def _check_broker() -> None:
+    with celery_app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=2)
+
+
+COMPONENT_CHECKS = {"database": _check_database, "cache": _check_cache, "broker": _check_broker}
+
+
+def component_health() -> dict[str, dict[str, object]]:
+    results: dict[str, dict[str, object]] = {}
+    for name, check in COMPONENT_CHECKS.items():
+        started = time.perf_counter()
+        try:
+            check()
+        except Exception as exc:  # any failure means the component is down
+            results[name] = {"status": "down", "error": f"{type(exc).__name__}: {exc}"}
+        else:
+            results[name] = {"status": "up"}
+        results[name]["latency_ms"] = round((time.perf_counter() - started) * 1000, 2)
+    return results
+
+
+@require_GET
+def health(request: HttpRequest) -> JsonResponse:
+    components = component_health()
+    failed = sorted(name for name, result in components.items() if result["status"] != "up")
+    body = {"status": "unhealthy" if failed else "healthy", "failed": failed, "components": components}
+    return JsonResponse(body, status=503 if failed else 200)
