@@ -17,7 +17,9 @@ class AIInstance(models.Model):
     provider_type = models.CharField(max_length=32, choices=ProviderType.choices)
     model_name = models.CharField(max_length=200)
     instance_name = models.CharField(max_length=200)
-    endpoint_url = models.URLField(max_length=500)
+    # Not URLField: cluster-internal names such as http://vllm:8000/v1 have no TLD;
+    # instances.endpoints.validate_endpoint_url checks it instead.
+    endpoint_url = models.CharField(max_length=500)
     # Fernet token of the provider key (ishchat.crypto); never serialised.
     api_key_encrypted = models.TextField(blank=True, default="", editable=False)
     api_key_last4 = models.CharField(max_length=4, blank=True, default="", editable=False)
@@ -262,3 +264,28 @@ class LoadBalancerConfig(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider_type}/{self.model_name or '*'}"
+
+
+class StatusTransition(models.Model):
+    """A change of an instance's status, recorded when it happens and acted on
+    separately (alerts, routing, scaling): detection stays apart from effects."""
+
+    instance = models.ForeignKey(AIInstance, on_delete=models.CASCADE, related_name="transitions")
+    old_status = models.CharField(max_length=16, choices=InstanceStatus.choices)
+    new_status = models.CharField(max_length=16, choices=InstanceStatus.choices)
+    reason = models.CharField(max_length=500)
+    source = models.CharField(max_length=32, help_text="operator, api, health_check, breaker, scaling")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)  # the dashboard feed, retention
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # One instance's transition history, newest first.
+            models.Index(fields=["instance", "-created_at"], name="transition_history_idx"),
+            # Effects (alerts) pick up what is not processed yet.
+            models.Index(fields=["id"], condition=Q(processed_at__isnull=True), name="transition_unprocessed_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.instance_id}: {self.old_status} -> {self.new_status}"

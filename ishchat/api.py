@@ -35,3 +35,15 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 class LimitOffset(LimitOffsetPagination):
     default_limit = 100
     max_limit = 1000
+
+
+class StrictFieldsMixin:
+    """Reject fields the serializer does not know, so a typo is an error, not a no-op."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            known = set(self.fields)  # type: ignore[attr-defined]
+            unknown = sorted(set(data) - known)
+            if unknown:
+                raise ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)  # type: ignore[misc]

@@ -13,3 +13,6 @@ urlpatterns = [
     path("api/", include("instances.api.urls")),
     path("", include("django_prometheus.urls")),
 ]
+
+handler404 = "ishchat.views.not_found"
+handler500 = "ishchat.views.server_error"

@@ -55,3 +55,20 @@ def health(request: HttpRequest) -> JsonResponse:
     failed = sorted(name for name, result in components.items() if result["status"] != "up")
     body = {"status": "unhealthy" if failed else "healthy", "failed": failed, "components": components}
     return JsonResponse(body, status=503 if failed else 200)
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    """JSON 404s for API clients; the HTML page for people."""
+    from django.views.defaults import page_not_found
+
+    if request.path.startswith(("/api/", "/v1/")):
+        return JsonResponse({"detail": "Not found.", "path": request.path}, status=404)
+    return page_not_found(request, exception)  # type: ignore[arg-type,return-value]
+
+
+def server_error(request: HttpRequest) -> JsonResponse:
+    from django.views.defaults import server_error as html_server_error
+
+    if request.path.startswith(("/api/", "/v1/")):
+        return JsonResponse({"detail": "Internal server error."}, status=500)
+    return html_server_error(request)  # type: ignore[return-value]

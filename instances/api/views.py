@@ -1,0 +1,146 @@
+"""The registry API: thin views that validate, call a service and render."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.db import transaction
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from instances import selectors, services
+from instances.api.serializers import (
+    InstanceListQuerySerializer,
+    InstanceRegisterSerializer,
+    InstanceSerializer,
+    InstanceUpdateSerializer,
+    LoadQuerySerializer,
+)
+from ishchat.views import component_health
+from scaling.models import ProviderGroup
+
+_STARTED_AT = time.time()
+
+InstancePage = inline_serializer(
+    name="InstancePage",
+    fields={
+        "count": serializers.IntegerField(),
+        "limit": serializers.IntegerField(),
+        "offset": serializers.IntegerField(),
+        "results": InstanceSerializer(many=True),
+    },
+)
+
+
+def _actor(request: Request) -> str:
+    return f"api:{getattr(request.user, 'name', 'unknown')}"
+
+
+class InstanceRegisterView(APIView):
+    @extend_schema(request=InstanceRegisterSerializer, responses={201: InstanceSerializer}, operation_id="instance_register")
+    def post(self, request: Request) -> Response:
+        serializer = InstanceRegisterSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        instance = services.instance_register(**serializer.validated_data)
+        return Response(InstanceSerializer(instance).data, status=status.HTTP_201_CREATED)
+
+
+class InstanceListView(APIView):
+    @extend_schema(parameters=[InstanceListQuerySerializer], responses={200: InstancePage}, operation_id="instance_list")
+    def get(self, request: Request) -> Response:
+        query = InstanceListQuerySerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        filters = dict(query.validated_data)
+        limit, offset = filters.pop("limit"), filters.pop("offset")
+        queryset = selectors.instance_list(**filters)
+        page = list(queryset[offset : offset + limit])
+        return Response(
+            {
+                "count": queryset.count(),
+                "limit": limit,
+                "offset": offset,
+                "results": InstanceSerializer(page, many=True).data,
+            }
+        )
+
+
+class InstanceDetailView(APIView):
+    @extend_schema(responses={200: InstanceSerializer}, operation_id="instance_retrieve")
+    def get(self, request: Request, instance_id: str) -> Response:
+        return Response(InstanceSerializer(selectors.instance_get(instance_id)).data)
+
+    @extend_schema(request=InstanceUpdateSerializer, responses={200: InstanceSerializer}, operation_id="instance_update")
+    def patch(self, request: Request, instance_id: str) -> Response:
+        instance = selectors.instance_get(instance_id)
+        serializer = InstanceUpdateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        changes: dict[str, Any] = dict(serializer.validated_data)
+        new_status = changes.pop("status", None)
+        with transaction.atomic():
+            if changes:
+                services.instance_update(instance=instance, changes=changes)
+            if new_status:
+                services.instance_set_operator_status(instance=instance, status=new_status, actor=_actor(request))
+        return Response(InstanceSerializer(selectors.instance_get(instance_id)).data)
+
+    @extend_schema(responses={204: None}, operation_id="instance_deregister")
+    def delete(self, request: Request, instance_id: str) -> Response:
+        instance = selectors.instance_get(instance_id)
+        services.instance_deregister(instance=instance, actor=_actor(request))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class InstanceLoadView(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("current_load", int, required=True, description="In-flight requests now.")],
+        request=None,
+        responses={200: InstanceSerializer},
+        operation_id="instance_set_load",
+    )
+    def put(self, request: Request, instance_id: str) -> Response:
+        instance = selectors.instance_get(instance_id)
+        query = LoadQuerySerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        services.instance_set_load(instance=instance, current_load=query.validated_data["current_load"])
+        return Response(InstanceSerializer(instance).data)
+
+
+class SystemStatusView(APIView):
+    @extend_schema(
+        responses={
+            200: inline_serializer(
+                name="SystemStatus",
+                fields={
+                    "status": serializers.CharField(),
+                    "version": serializers.CharField(),
+                    "uptime_seconds": serializers.FloatField(),
+                    "total_instances": serializers.IntegerField(),
+                    "instances_by_status": serializers.DictField(child=serializers.IntegerField()),
+                    "instances_by_provider": serializers.DictField(),
+                    "total_load": serializers.IntegerField(),
+                    "total_capacity": serializers.IntegerField(),
+                    "utilization": serializers.FloatField(),
+                    "average_health_score": serializers.FloatField(allow_null=True),
+                    "total_groups": serializers.IntegerField(),
+                    "components": serializers.DictField(),
+                }
+            )
+        },
+        operation_id="system_status",
+    )
+    def get(self, request: Request) -> Response:
+        components = component_health()
+        degraded = any(result["status"] != "up" for result in components.values())
+        body = {
+            "status": "degraded" if degraded else "operational",
+            "version": "1.0.0",
+            "uptime_seconds": round(time.time() - _STARTED_AT, 1),
+            **selectors.system_status(),
+            "total_groups": ProviderGroup.objects.count(),
+            "components": components,
+        }
+        return Response(body)

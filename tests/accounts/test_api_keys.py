@@ -1,0 +1,119 @@
+"""API key authentication, access levels and per-key throttling."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+from rest_framework.test import APIClient
+
+from accounts.choices import Access
+from accounts.models import ProjectAPIKey
+from accounts.services import api_key_create, api_key_revoke
+from instances.models import AIInstance
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/instances", "/api/instances/status", "/api/config", "/api/instances/00000000-0000-0000-0000-000000000000"]
+)
+def test_every_api_endpoint_needs_a_key(anon_client, path):
+    response = anon_client.get(path)
+
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_a_wrong_key_is_401(registration):
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY="not-a-real-key")
+    assert client.get("/api/instances").status_code == 401
+    client.credentials(HTTP_AUTHORIZATION="Bearer abcdefgh.ijklmnop")
+    assert client.post("/api/instances/register", registration, format="json").status_code == 401
+    assert AIInstance.objects.count() == 0
+
+
+def test_the_backend_key_works_as_bearer_and_header(settings):
+    for header in ({"HTTP_AUTHORIZATION": f"Bearer {settings.BACKEND_API_KEY}"}, {"HTTP_X_API_KEY": settings.BACKEND_API_KEY}):
+        client = APIClient()
+        client.credentials(**header)
+        assert client.get("/api/instances").status_code == 200
+
+
+def test_a_read_only_key_reads_but_gets_403_on_writes(read_only_client, registration):
+    assert read_only_client.get("/api/instances").status_code == 200
+
+    response = read_only_client.post("/api/instances/register", registration, format="json")
+
+    assert response.status_code == 403
+    assert AIInstance.objects.count() == 0
+
+
+def test_created_keys_are_stored_only_as_hashes_and_can_be_revoked(registration):
+    api_key, plain = api_key_create(name="ci", access=Access.FULL)
+    stored = ProjectAPIKey.objects.get(pk=api_key.pk)
+    assert plain.split(".")[1] not in stored.hashed_key
+    client = APIClient()
+    client.credentials(HTTP_X_API_KEY=plain)
+    assert client.post("/api/instances/register", registration, format="json").status_code == 201
+
+    api_key_revoke(api_key=stored)
+
+    assert client.get("/api/instances").status_code == 401
+
+
+def test_create_api_key_command_prints_the_key_once(capsys):
+    call_command("create_api_key", "deploy-bot", "--read-only")
+
+    out = capsys.readouterr().out
+    plain = out.strip().splitlines()[-1]
+    key = ProjectAPIKey.objects.get_from_key(plain)
+    assert (key.name, key.access) == ("deploy-bot", Access.READ_ONLY)
+
+
+def test_requests_over_the_per_key_rate_get_429_with_retry_after(api_client, settings):
+    from rest_framework.settings import api_settings
+
+    rates = {**api_settings.DEFAULT_THROTTLE_RATES, "api_key": "3/min"}
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": rates}
+    from accounts.throttling import APIKeyRateThrottle
+
+    APIKeyRateThrottle.THROTTLE_RATES = rates
+    try:
+        codes = [api_client.get("/api/instances").status_code for _ in range(4)]
+        limited = api_client.get("/api/instances")
+    finally:
+        APIKeyRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
+
+    assert codes == [200, 200, 200, 429]
+    assert int(limited.headers["Retry-After"]) > 0
+    other_key = APIClient()
+    other_key.credentials(HTTP_X_API_KEY=api_key_create(name="other")[1])
+    APIKeyRateThrottle.THROTTLE_RATES = rates
+    try:
+        assert other_key.get("/api/instances").status_code == 200
+    finally:
+        APIKeyRateThrottle.THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES
+
+
+def test_health_needs_no_key_and_reports_components(anon_client):
+    response = anon_client.get("/health")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "healthy"
+    assert {name: c["status"] for name, c in body["components"].items()} == {
+        "database": "up",
+        "cache": "up",
+        "broker": "up",
+    }
+
+
+def test_health_is_503_naming_what_failed(anon_client, settings):
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:1/0"}
+    }
+    response = anon_client.get("/health")
+
+    assert response.status_code == 503
+    assert response.json()["failed"] == ["cache"]
