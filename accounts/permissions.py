@@ -21,3 +21,13 @@ class HasAPIKeyAccess(BasePermission):
         if not isinstance(principal, APIPrincipal):
             return False
         return request.method in SAFE_METHODS or principal.can_write
+
+
+class StaffOrAPIKey(BasePermission):
+    """The API schema: readable with any API key or by a logged-in staff user (for /docs)."""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        user = request.user
+        if isinstance(user, APIPrincipal):
+            return True
+        return bool(user and getattr(user, "is_staff", False))

@@ -215,7 +215,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {"api_key": API_RATE_LIMIT},
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "ishchat.schema.AutoSchema",
     "EXCEPTION_HANDLER": "ishchat.api.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
@@ -225,13 +225,12 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
-    "APPEND_COMPONENTS": {
-        "securitySchemes": {
-            "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-            "BearerKey": {"type": "http", "scheme": "bearer"},
-        }
-    },
-    "SECURITY": [{"ApiKeyHeader": []}, {"BearerKey": []}],
+    # /docs fetches the schema from the browser: staff sessions may read it too.
+    "SERVE_AUTHENTICATION": [
+        "accounts.authentication.APIKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "SERVE_PERMISSIONS": ["accounts.permissions.StaffOrAPIKey"],
 }
 
 # --- HTTPS / security headers ----------------------------------------------

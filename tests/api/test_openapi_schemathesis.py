@@ -1,0 +1,43 @@
+"""Property-based run over the OpenAPI schema: no server error, no schema violation."""
+
+from __future__ import annotations
+
+import pytest
+import schemathesis
+from django.conf import settings
+from django.core.wsgi import get_wsgi_application
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+pytestmark = pytest.mark.django_db
+
+application = get_wsgi_application()
+# The deployment key is checked without the database, so the schema loads at import.
+schema = schemathesis.openapi.from_wsgi(
+    "/api/schema/?format=json", application, headers={"X-API-Key": settings.BACKEND_API_KEY}
+)
+
+CHECKS = [
+    not_a_server_error,
+    response_schema_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    status_code_conformance,
+]
+
+
+@schema.parametrize()
+@hypothesis_settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+def test_the_api_honours_its_schema(case):
+    case.call_and_validate(headers={"X-API-Key": settings.BACKEND_API_KEY}, checks=CHECKS)
