@@ -60,10 +60,20 @@ class AIInstance(models.Model):
     health_score = models.FloatField(
         null=True, blank=True, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
     )
+    # Anti-flap counters (instances.health.status): results that were up
+    # (healthy/degraded) or down in a row, and the run of identical results.
     consecutive_successes = models.PositiveIntegerField(default=0)
     consecutive_failures = models.PositiveIntegerField(default=0)
+    streak_status = models.CharField(max_length=16, blank=True, default="")
+    streak_length = models.PositiveIntegerField(default=0)
     last_health_check_at = models.DateTimeField(null=True, blank=True)
+    last_response_time_ms = models.FloatField(null=True, blank=True)
+    last_check_issues = models.JSONField(default=list, blank=True)
     next_health_check_at = models.DateTimeField(null=True, blank=True)
+    # When each non-basic check type is next due: {"latency": iso, ...}.
+    health_check_due = models.JSONField(default=dict, blank=True)
+    # A sweep's claim: set together by one conditional UPDATE, cleared when done.
+    health_claim_token = models.UUIDField(null=True, blank=True, editable=False)
     health_check_claimed_until = models.DateTimeField(null=True, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
@@ -107,7 +117,7 @@ class AIInstance(models.Model):
             ),
             # selectors.instance_list(status=...) and status counts in selectors.system_status.
             models.Index(fields=["status", "is_active"], name="instance_status_idx"),
-            # Health sweeps: due instances ordered by next_health_check_at.
+            # Health sweeps (instances.health.services.health_sweep): due instances by next_health_check_at.
             models.Index(
                 fields=["next_health_check_at"], condition=Q(is_active=True), name="instance_health_due_idx"
             ),

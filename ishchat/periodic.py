@@ -1,0 +1,24 @@
+"""The default periodic tasks. Created when missing, never overwritten: the
+operator owns them once they exist (edit intervals or disable them in the admin)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DefaultTask:
+    name: str
+    task: str
+    every_seconds: int
+    description: str
+
+
+DEFAULT_TASKS = [
+    DefaultTask(
+        "health: sweep due instances",
+        "instances.health_sweep",
+        10,
+        "Checks every instance whose health_check_interval has elapsed (basic; latency/load/comprehensive on their cadence).",
+    ),
+]
