@@ -36,8 +36,9 @@ $(STAMP): $(REQUIREMENTS)
 env: ## Write .env with generated secrets if it is missing (never overwrites)
 	@$(PYTHON) scripts/write_env.py
 
-migrate: venv env ## Apply database migrations
+migrate: venv env ## Apply database migrations and create missing default periodic tasks
 	$(PY) manage.py migrate --noinput
+	$(PY) manage.py setup_periodic_tasks
 
 collectstatic: venv env ## Collect static files for whitenoise
 	$(PY) manage.py collectstatic --noinput --verbosity 0
