@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from rest_framework.request import Request
 from rest_framework.throttling import SimpleRateThrottle
 
@@ -15,6 +16,10 @@ class APIKeyRateThrottle(SimpleRateThrottle):
     """Requests per API key, counted in the shared cache (Redis when configured)."""
 
     scope = "api_key"
+
+    def get_rate(self) -> str:
+        # Read per request so the limit follows settings (INSTANCE_MANAGER_API_RATE_LIMIT).
+        return settings.API_RATE_LIMIT
 
     def get_cache_key(self, request: Request, view: APIView) -> str | None:
         principal = request.user

@@ -24,7 +24,9 @@ from ishchat.env import (
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-load_dotenv(BASE_DIR / ".env")
+# `make test` sets INSTANCE_MANAGER_DOTENV=false so a developer's .env never reaches the tests.
+if env_bool("INSTANCE_MANAGER_DOTENV", True):
+    load_dotenv(BASE_DIR / ".env")
 
 VAR_DIR = Path(env_str("INSTANCE_MANAGER_VAR_DIR", str(BASE_DIR / "var")))
 LOG_DIR = Path(env_str("INSTANCE_MANAGER_LOG_DIR", str(BASE_DIR / "logs")))
@@ -132,7 +134,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": VAR_DIR / "db.sqlite3",
+            "NAME": str(VAR_DIR / "db.sqlite3"),
             "OPTIONS": {
                 # The web server, the worker and beat share the file: WAL lets
                 # readers run beside the writer, IMMEDIATE avoids upgrade deadlocks.
@@ -188,13 +190,14 @@ if REDIS_URL:
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {"visibility_timeout": 3600}
 else:
     BROKER_DIR = VAR_DIR / "broker"
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
     }
 
@@ -212,7 +215,6 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.APIKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.HasAPIKeyAccess"],
     "DEFAULT_THROTTLE_CLASSES": ["accounts.throttling.APIKeyRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"api_key": API_RATE_LIMIT},
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "ishchat.schema.AutoSchema",
@@ -258,6 +260,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 # whitenoise serves the collected files from the app server itself (`make run`
 # runs collectstatic). No manifest: a template rendered before collectstatic
 # (tests, a fresh checkout) must not fail on a missing manifest entry.
