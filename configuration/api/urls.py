@@ -1,3 +1,8 @@
 from django.urls import path
 
-urlpatterns: list = []
+from configuration.api.views import ConfigView
+
+# Included at "api/config": the empty path makes the URL exactly /api/config.
+urlpatterns = [
+    path("", ConfigView.as_view(), name="config"),
+]
