@@ -6,7 +6,9 @@ from accounts.choices import Access
 from accounts.models import ProjectAPIKey
 
 
-def api_key_create(*, name: str, access: str = Access.FULL, expiry_date: datetime | None = None) -> tuple[ProjectAPIKey, str]:
+def api_key_create(
+    *, name: str, access: str = Access.FULL, expiry_date: datetime | None = None
+) -> tuple[ProjectAPIKey, str]:
     """Create a key and return it with its plain text, which is shown once and never stored."""
     api_key = ProjectAPIKey(name=name, access=access, expiry_date=expiry_date)
     plain = ProjectAPIKey.objects.assign_key(api_key)

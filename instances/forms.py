@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django import forms
@@ -12,9 +11,6 @@ from instances import services
 from instances.models import AIInstance
 from ishchat.errors import ConflictError
 
-MAX_TAGS = 50
-MAX_TAG_LENGTH = 64
-MAX_METADATA_BYTES = 16 * 1024
 
 # Service error keys that name something other than a form field.
 _ERROR_FIELD_ALIASES = {"group_id": "group", "api_key": "new_api_key", "non_field_errors": NON_FIELD_ERRORS}
@@ -74,28 +70,6 @@ class AIInstanceAdminForm(forms.ModelForm):
                 "Write-only: encrypted at rest and never shown again. "
                 "Blank uses the provider's key from the environment."
             )
-
-    def clean_tags(self) -> list[str]:
-        tags = self.cleaned_data.get("tags")
-        if tags in (None, ""):
-            return []
-        if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
-            raise ValidationError('A JSON list of strings, e.g. ["prod", "eu"].')
-        if len(tags) > MAX_TAGS:
-            raise ValidationError(f"At most {MAX_TAGS} tags.")
-        if any(len(tag) > MAX_TAG_LENGTH for tag in tags):
-            raise ValidationError(f"Each tag has at most {MAX_TAG_LENGTH} characters.")
-        return tags
-
-    def clean_metadata(self) -> dict[str, Any]:
-        metadata = self.cleaned_data.get("metadata")
-        if metadata in (None, ""):
-            return {}
-        if not isinstance(metadata, dict):
-            raise ValidationError('A JSON object, e.g. {"owner": "team-a"}.')
-        if len(json.dumps(metadata)) > MAX_METADATA_BYTES:
-            raise ValidationError(f"At most {MAX_METADATA_BYTES} bytes of JSON.")
-        return metadata
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}

@@ -10,6 +10,7 @@ from django.db import models
 from django.db.models import Q
 
 from instances.choices import CheckStatus, CheckType, InstanceStatus, ProviderType, RequestStatus, Strategy
+from instances.validators import validate_metadata, validate_tags
 
 
 class AIInstance(models.Model):
@@ -51,8 +52,8 @@ class AIInstance(models.Model):
     timeout = models.FloatField(
         default=30.0, validators=[MinValueValidator(0.1), MaxValueValidator(600.0)], help_text="Seconds."
     )
-    tags = models.JSONField(default=list, blank=True)
-    metadata = models.JSONField(default=dict, blank=True)
+    tags = models.JSONField(default=list, blank=True, validators=[validate_tags])
+    metadata = models.JSONField(default=dict, blank=True, validators=[validate_metadata])
     group = models.ForeignKey(
         "scaling.ProviderGroup", null=True, blank=True, on_delete=models.SET_NULL, related_name="instances"
     )
@@ -188,8 +189,13 @@ class InstanceMetrics(models.Model):
         constraints = [
             # The unique index also serves one instance's time series.
             models.UniqueConstraint(fields=["instance", "bucket_start"], name="unique_metrics_bucket"),
-            models.CheckConstraint(condition=Q(error_rate__gte=0.0, error_rate__lte=1.0), name="metrics_error_rate_range"),
+            models.CheckConstraint(
+                condition=Q(error_rate__gte=0.0, error_rate__lte=1.0), name="metrics_error_rate_range"
+            ),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.instance_id} @ {self.bucket_start:%Y-%m-%d %H:%M}"
 
 
 class RequestLog(models.Model):

@@ -16,7 +16,8 @@ def encryption_keys_check(app_configs: Any, **kwargs: Any) -> list[Error]:
         return [
             Error(
                 "FIELD_ENCRYPTION_KEY is not set: provider API keys cannot be stored.",
-                hint="Generate one with `python -c \"from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())\"`.",
+                hint="Generate one with `python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'`.",
                 id="ishchat.E001",
             )
         ]

@@ -19,6 +19,7 @@ DEFAULT_TASKS = [
         "health: sweep due instances",
         "instances.health_sweep",
         10,
-        "Checks every instance whose health_check_interval has elapsed (basic; latency/load/comprehensive on their cadence).",
+        "Checks every instance whose health_check_interval has elapsed "
+        "(basic; latency/load/comprehensive on their own cadence).",
     ),
 ]

@@ -43,7 +43,7 @@ if not SECRET_KEY:
             "SECRET_KEY is not set. Set it in the environment or in .env (`make run` writes one), "
             "or set INSTANCE_MANAGER_DEBUG=true for a throw-away development key."
         )
-    SECRET_KEY = "insecure-development-key-" + "x" * 40  # noqa: S105 - DEBUG only
+    SECRET_KEY = "insecure-development-key-" + "x" * 40
 
 # Fernet keys for provider API keys at rest; the first encrypts, all decrypt (rotation).
 FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEY")
@@ -89,6 +89,7 @@ INSTALLED_APPS = [
     "configuration",
     "instances",
     "scaling",
+    "simulator",
 ]
 
 MIDDLEWARE = [

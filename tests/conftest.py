@@ -10,6 +10,7 @@ from rest_framework.test import APIClient
 
 from accounts.choices import Access
 from accounts.services import api_key_create
+from simulator.testing import sim_server, sim_server_session  # noqa: F401  (the simulated provider, suite-wide)
 
 
 @pytest.fixture(autouse=True)

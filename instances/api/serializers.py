@@ -1,28 +1,13 @@
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from rest_framework import serializers
 
-from instances.choices import InstanceStatus, ProviderType
-from instances.models import AIInstance
+from instances.choices import CheckType, InstanceStatus, ProviderType
+from instances.models import AIInstance, HealthCheck
 from instances.services import OPERATOR_STATUSES, instance_api_key_source
 from ishchat.api import StrictFieldsMixin
-
-MAX_METADATA_BYTES = 16 * 1024
-
-
-def _validate_tags(value: list[str]) -> list[str]:
-    if len(value) > 50:
-        raise serializers.ValidationError("At most 50 tags.")
-    return value
-
-
-def _validate_metadata(value: dict[str, Any]) -> dict[str, Any]:
-    if len(json.dumps(value)) > MAX_METADATA_BYTES:
-        raise serializers.ValidationError(f"At most {MAX_METADATA_BYTES} bytes of JSON.")
-    return value
 
 
 class _InstanceFields(StrictFieldsMixin, serializers.Serializer):
@@ -41,10 +26,9 @@ class _InstanceFields(StrictFieldsMixin, serializers.Serializer):
     temperature = serializers.FloatField(min_value=0.0, max_value=2.0, required=False)
     max_tokens = serializers.IntegerField(min_value=1, max_value=10_000_000, required=False)
     timeout = serializers.FloatField(min_value=0.1, max_value=600.0, required=False)
-    tags = serializers.ListField(
-        child=serializers.CharField(max_length=64), required=False, validators=[_validate_tags]
-    )
-    metadata = serializers.DictField(required=False, validators=[_validate_metadata])
+    # Shape only; sizes are checked by the model's validators (instances.validators) in the service.
+    tags = serializers.ListField(child=serializers.CharField(), required=False)
+    metadata = serializers.DictField(required=False)
     group_id = serializers.IntegerField(min_value=1, required=False, allow_null=True)
 
 
@@ -127,3 +111,71 @@ class InstanceListQuerySerializer(StrictFieldsMixin, serializers.Serializer):
 
 class LoadQuerySerializer(StrictFieldsMixin, serializers.Serializer):
     current_load = serializers.IntegerField(min_value=0, max_value=10_000_000)
+
+
+class HealthCheckQuerySerializer(StrictFieldsMixin, serializers.Serializer):
+    check_type = serializers.ChoiceField(choices=CheckType.choices, required=False, default=CheckType.BASIC)
+
+
+class HealthHistoryQuerySerializer(StrictFieldsMixin, serializers.Serializer):
+    limit = serializers.IntegerField(min_value=1, max_value=1000, required=False, default=50)
+
+
+class HealthCheckSerializer(serializers.ModelSerializer):
+    """One check, in the seed's shape plus details and error_kind."""
+
+    instance_id = serializers.UUIDField(source="instance.instance_id", read_only=True)
+
+    class Meta:
+        model = HealthCheck
+        fields = [
+            "instance_id",
+            "check_type",
+            "status",
+            "score",
+            "response_time_ms",
+            "issues",
+            "details",
+            "error_kind",
+            "checked_at",
+        ]
+        read_only_fields = fields
+
+
+class HealthStatusSerializer(serializers.Serializer):
+    instance_id = serializers.UUIDField()
+    instance_name = serializers.CharField()
+    status = serializers.ChoiceField(choices=InstanceStatus.choices)
+    status_reason = serializers.CharField()
+    score = serializers.FloatField(allow_null=True)
+    issues = serializers.ListField(child=serializers.CharField())
+    response_time_ms = serializers.FloatField(allow_null=True)
+    last_check = serializers.DateTimeField(allow_null=True)
+    last_check_type = serializers.CharField(allow_null=True)
+    last_check_status = serializers.CharField(allow_null=True)
+    next_check = serializers.DateTimeField(allow_null=True)
+    consecutive_successes = serializers.IntegerField()
+    consecutive_failures = serializers.IntegerField()
+
+
+class InstanceHealthReportSerializer(serializers.Serializer):
+    instance_id = serializers.UUIDField()
+    instance_name = serializers.CharField()
+    provider_type = serializers.CharField()
+    model_name = serializers.CharField()
+    status = serializers.CharField()
+    score = serializers.FloatField(allow_null=True)
+    response_time_ms = serializers.FloatField(allow_null=True)
+    issues = serializers.ListField(child=serializers.CharField())
+    last_check = serializers.DateTimeField(allow_null=True)
+
+
+class HealthSummarySerializer(serializers.Serializer):
+    total_instances = serializers.IntegerField()
+    healthy_instances = serializers.IntegerField()
+    degraded_instances = serializers.IntegerField()
+    unhealthy_instances = serializers.IntegerField()
+    other_instances = serializers.IntegerField()
+    overall_health_percentage = serializers.FloatField()
+    average_response_time = serializers.FloatField(allow_null=True)
+    instances = InstanceHealthReportSerializer(many=True)

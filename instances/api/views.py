@@ -8,18 +8,26 @@ from typing import Any
 from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from instances import selectors, services
 from instances.api.serializers import (
+    HealthCheckQuerySerializer,
+    HealthCheckSerializer,
+    HealthHistoryQuerySerializer,
+    HealthStatusSerializer,
+    HealthSummarySerializer,
     InstanceListQuerySerializer,
     InstanceRegisterSerializer,
     InstanceSerializer,
     InstanceUpdateSerializer,
     LoadQuerySerializer,
 )
+from instances.health import selectors as health_selectors
+from instances.health import services as health_services
 from ishchat.views import component_health
 from scaling.models import ProviderGroup
 
@@ -41,7 +49,9 @@ def _actor(request: Request) -> str:
 
 
 class InstanceRegisterView(APIView):
-    @extend_schema(request=InstanceRegisterSerializer, responses={201: InstanceSerializer}, operation_id="instance_register")
+    @extend_schema(
+        request=InstanceRegisterSerializer, responses={201: InstanceSerializer}, operation_id="instance_register"
+    )
     def post(self, request: Request) -> Response:
         serializer = InstanceRegisterSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -50,7 +60,9 @@ class InstanceRegisterView(APIView):
 
 
 class InstanceListView(APIView):
-    @extend_schema(parameters=[InstanceListQuerySerializer], responses={200: InstancePage}, operation_id="instance_list")
+    @extend_schema(
+        parameters=[InstanceListQuerySerializer], responses={200: InstancePage}, operation_id="instance_list"
+    )
     def get(self, request: Request) -> Response:
         query = InstanceListQuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
@@ -73,7 +85,9 @@ class InstanceDetailView(APIView):
     def get(self, request: Request, instance_id: str) -> Response:
         return Response(InstanceSerializer(selectors.instance_get(instance_id)).data)
 
-    @extend_schema(request=InstanceUpdateSerializer, responses={200: InstanceSerializer}, operation_id="instance_update")
+    @extend_schema(
+        request=InstanceUpdateSerializer, responses={200: InstanceSerializer}, operation_id="instance_update"
+    )
     def patch(self, request: Request, instance_id: str) -> Response:
         instance = selectors.instance_get(instance_id)
         serializer = InstanceUpdateSerializer(data=request.data)
@@ -127,7 +141,7 @@ class SystemStatusView(APIView):
                     "average_health_score": serializers.FloatField(allow_null=True),
                     "total_groups": serializers.IntegerField(),
                     "components": serializers.DictField(),
-                }
+                },
             )
         },
         operation_id="system_status",
@@ -144,3 +158,46 @@ class SystemStatusView(APIView):
             "components": components,
         }
         return Response(body)
+
+
+class InstanceHealthCheckView(APIView):
+    @extend_schema(
+        parameters=[HealthCheckQuerySerializer],
+        request=None,
+        responses={200: HealthCheckSerializer},
+        operation_id="instance_health_check",
+    )
+    def post(self, request: Request, instance_id: str) -> Response:
+        instance = selectors.instance_get(instance_id)
+        query = HealthCheckQuerySerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        if not instance.is_active:
+            raise ValidationError({"non_field_errors": ["A deregistered instance is not checked."]})
+        check = health_services.health_check_instance(instance=instance, check_type=query.validated_data["check_type"])
+        return Response(HealthCheckSerializer(check).data)
+
+
+class InstanceHealthView(APIView):
+    @extend_schema(responses={200: HealthStatusSerializer}, operation_id="instance_health")
+    def get(self, request: Request, instance_id: str) -> Response:
+        return Response(health_selectors.health_status(selectors.instance_get(instance_id)))
+
+
+class InstanceHealthHistoryView(APIView):
+    @extend_schema(
+        parameters=[HealthHistoryQuerySerializer],
+        responses={200: HealthCheckSerializer(many=True)},
+        operation_id="instance_health_history",
+    )
+    def get(self, request: Request, instance_id: str) -> Response:
+        instance = selectors.instance_get(instance_id)
+        query = HealthHistoryQuerySerializer(data=request.query_params.dict())
+        query.is_valid(raise_exception=True)
+        checks = health_selectors.health_history(instance, limit=query.validated_data["limit"])
+        return Response(HealthCheckSerializer(checks, many=True).data)
+
+
+class HealthSummaryView(APIView):
+    @extend_schema(responses={200: HealthSummarySerializer}, operation_id="health_summary")
+    def get(self, request: Request) -> Response:
+        return Response(health_selectors.health_summary())

@@ -15,7 +15,8 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.mark.parametrize(
-    "path", ["/api/instances", "/api/instances/status", "/api/config", "/api/instances/00000000-0000-0000-0000-000000000000"]
+    "path",
+    ["/api/instances", "/api/instances/status", "/api/config", "/api/instances/00000000-0000-0000-0000-000000000000"],
 )
 def test_every_api_endpoint_needs_a_key(anon_client, path):
     response = anon_client.get(path)
@@ -34,7 +35,10 @@ def test_a_wrong_key_is_401(registration):
 
 
 def test_the_backend_key_works_as_bearer_and_header(settings):
-    for header in ({"HTTP_AUTHORIZATION": f"Bearer {settings.BACKEND_API_KEY}"}, {"HTTP_X_API_KEY": settings.BACKEND_API_KEY}):
+    for header in (
+        {"HTTP_AUTHORIZATION": f"Bearer {settings.BACKEND_API_KEY}"},
+        {"HTTP_X_API_KEY": settings.BACKEND_API_KEY},
+    ):
         client = APIClient()
         client.credentials(**header)
         assert client.get("/api/instances").status_code == 200

@@ -14,7 +14,9 @@ def run(status: str, results: list[str], *, auth_at: int | None = None) -> list[
     seen = []
     for index, result in enumerate(results):
         score = {"healthy": 1.0, "degraded": 0.5, "unhealthy": 0.0, "unknown": 0.0}[result]
-        state = next_status(state, result_status=result, result_score=score, auth_failure=index == auth_at, thresholds=T).state
+        state = next_status(
+            state, result_status=result, result_score=score, auth_failure=index == auth_at, thresholds=T
+        ).state
         seen.append(state.status)
     return seen
 
@@ -27,7 +29,11 @@ def run(status: str, results: list[str], *, auth_at: int | None = None) -> list[
         ("healthy", ["unhealthy", "unhealthy"], ["healthy", "healthy"]),
         ("healthy", ["unhealthy"] * 3, ["healthy", "healthy", "unhealthy"]),
         ("healthy", ["unhealthy", "unhealthy", "healthy", "unhealthy", "unhealthy"], ["healthy"] * 5),
-        ("unhealthy", ["healthy", "unhealthy", "healthy", "healthy"], ["unhealthy", "unhealthy", "unhealthy", "healthy"]),
+        (
+            "unhealthy",
+            ["healthy", "unhealthy", "healthy", "healthy"],
+            ["unhealthy", "unhealthy", "unhealthy", "healthy"],
+        ),
         ("healthy", ["degraded", "healthy", "degraded", "healthy"], ["healthy"] * 4),
         ("healthy", ["degraded", "degraded"], ["healthy", "degraded"]),
         ("degraded", ["healthy", "healthy"], ["degraded", "healthy"]),
@@ -56,7 +62,12 @@ def test_the_reason_names_the_count_and_threshold():
     state = HealthState(status="healthy", consecutive_failures=2)
 
     decision = next_status(
-        state, result_status="unhealthy", result_score=0.0, auth_failure=False, thresholds=T, summary="connection refused"
+        state,
+        result_status="unhealthy",
+        result_score=0.0,
+        auth_failure=False,
+        thresholds=T,
+        summary="connection refused",
     )
 
     assert decision.changed

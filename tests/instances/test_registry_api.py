@@ -59,7 +59,12 @@ def test_it_accepts_the_optional_fields(api_client, registration):
 
     assert response.status_code == 201, response.content
     body = response.json()
-    assert (body["weight"], body["priority"], body["group_id"], body["group_name"]) == (0, 2, group.pk, "zai-production")
+    assert (body["weight"], body["priority"], body["group_id"], body["group_name"]) == (
+        0,
+        2,
+        group.pk,
+        "zai-production",
+    )
     assert (body["region"], body["tags"], body["metadata"]) == ("eu-west", ["prod", "eu"], {"owner": "team-a"})
     assert (body["timeout"], body["requests_per_minute"], body["tokens_per_minute"]) == (12.5, 60, 10000)
 
@@ -193,7 +198,11 @@ def test_get_patch_and_unknown_ids(api_client, registration):
         f"/api/instances/{instance_id}", {"weight": 0, "tags": ["canary"], "status": "maintenance"}, format="json"
     )
     assert patched.status_code == 200, patched.content
-    assert (patched.json()["weight"], patched.json()["tags"], patched.json()["status"]) == (0, ["canary"], "maintenance")
+    assert (patched.json()["weight"], patched.json()["tags"], patched.json()["status"]) == (
+        0,
+        ["canary"],
+        "maintenance",
+    )
     transition = StatusTransition.objects.get()
     assert (transition.old_status, transition.new_status, transition.source) == ("starting", "maintenance", "operator")
 

@@ -14,6 +14,8 @@ class Command(BaseCommand):
     def handle(self, *args: object, **options: object) -> None:
         access = Access.READ_ONLY if options["read_only"] else Access.FULL
         api_key, plain = api_key_create(name=str(options["name"]), access=access)
-        self.stdout.write(f"Created {api_key.get_access_display().lower()} API key {api_key.prefix!r} for {api_key.name!r}.")
+        self.stdout.write(
+            f"Created {api_key.get_access_display().lower()} API key {api_key.prefix!r} for {api_key.name!r}."
+        )
         self.stdout.write("Store it now; it cannot be shown again:")
         self.stdout.write(plain)
