@@ -8,7 +8,6 @@ from accounts.choices import Access
 
 class ProjectAPIKey(AbstractAPIKey):
     access = models.CharField(max_length=16, choices=Access.choices, default=Access.FULL)
-    last_used_at = models.DateTimeField(null=True, blank=True)
 
     objects = BaseAPIKeyManager()
 

@@ -109,3 +109,28 @@ def test_health_is_503_naming_what_failed(anon_client, settings):
 
     assert response.status_code == 503
     assert response.json()["failed"] == ["cache"]
+
+
+def test_the_admin_creates_a_key_through_the_service_and_shows_it_once(admin_client):
+    response = admin_client.post(
+        "/admin/accounts/projectapikey/add/", {"name": "grafana", "access": "read_only"}, follow=True
+    )
+
+    assert response.status_code == 200
+    key = ProjectAPIKey.objects.get(name="grafana")
+    shown = [str(m) for m in response.context["messages"] if "cannot be shown again" in str(m)]
+    assert len(shown) == 1
+    plain = shown[0].split(" is: ")[1].split(" ")[0]
+    assert ProjectAPIKey.objects.get_from_key(plain).pk == key.pk
+    assert key.access == Access.READ_ONLY
+    assert plain not in admin_client.get(f"/admin/accounts/projectapikey/{key.pk}/change/").content.decode()
+
+
+def test_the_admin_revoke_action_revokes(admin_client):
+    api_key, _ = api_key_create(name="old")
+
+    admin_client.post(
+        "/admin/accounts/projectapikey/", {"action": "revoke_keys", "_selected_action": [api_key.pk]}, follow=True
+    )
+
+    assert ProjectAPIKey.objects.get(pk=api_key.pk).revoked
