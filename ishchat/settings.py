@@ -280,7 +280,8 @@ LOGGING = {
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "stream": sys.stdout,
+            # stderr, so commands that print data to stdout (export_config) stay clean.
+            "stream": sys.stderr,
             "formatter": "json",
             "filters": ["redact"],
         },

@@ -18,7 +18,10 @@ def _clear_cache() -> None:
     """Throttle counters, config versions and shared state must not leak between tests."""
     from django.core.cache import cache
 
+    from configuration.selectors import config_cache_clear
+
     cache.clear()
+    config_cache_clear()
 
 
 @pytest.fixture
