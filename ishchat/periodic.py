@@ -22,4 +22,16 @@ DEFAULT_TASKS = [
         "Checks every instance whose health_check_interval has elapsed "
         "(basic; latency/load/comprehensive on their own cadence).",
     ),
+    DefaultTask(
+        "alerts: evaluate rules",
+        "alerts.evaluate",
+        30,
+        "Runs the alert rules; opens, updates, escalates and resolves alerts; consumes status transitions.",
+    ),
+    DefaultTask(
+        "alerts: retry due notifications",
+        "alerts.notifications_retry_due",
+        30,
+        "Queues notifications whose retry is due and hands back any a dead worker left in 'sending'.",
+    ),
 ]

@@ -89,6 +89,7 @@ INSTALLED_APPS = [
     "configuration",
     "instances",
     "scaling",
+    "alerts",
     "simulator",
 ]
 
@@ -252,6 +253,15 @@ if HTTPS:
     CSRF_COOKIE_SECURE = True
     # /health is probed by load balancers over plain HTTP inside the cluster.
     SECURE_REDIRECT_EXEMPT = [r"^health$", r"^metrics$"]
+
+# --- E-mail (alert notifications) -----------------------------------------
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1, maximum=65535)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "ishchat@localhost")
 
 # --- i18n, static ----------------------------------------------------------
 LANGUAGE_CODE = "en-us"

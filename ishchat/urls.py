@@ -12,6 +12,7 @@ urlpatterns = [
     path("docs", staff_member_required(SpectacularSwaggerView.as_view(url_name="schema")), name="docs"),
     path("api/config", include("configuration.api.urls")),
     path("api/", include("instances.api.urls")),
+    path("api/", include("alerts.api.urls")),
     path("", include("django_prometheus.urls")),
 ]
 

@@ -12,27 +12,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from django.conf import settings as django_settings
-from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from instances.choices import CheckStatus, CheckType, InstanceStatus, RequestStatus
 from instances.models import AIInstance, HealthCheck, RequestLog
 from scaling.models import ProviderGroup
-
-# Until "alerts" is in INSTALLED_APPS, its models cannot be imported: leave these
-# tests out rather than break the collection of the whole suite.
-if "alerts" not in django_settings.INSTALLED_APPS:
-    collect_ignore_glob = ["test_*.py"]
-
-
-@pytest.fixture(autouse=True)
-def _alerts_urls(settings: Any) -> None:
-    """Until ishchat/urls.py includes alerts.api.urls, serve them from tests/alerts/urls.py."""
-    try:
-        reverse("alert-list")
-    except NoReverseMatch:
-        settings.ROOT_URLCONF = "tests.alerts.urls"
 
 
 @pytest.fixture
