@@ -3,7 +3,6 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
 
 from accounts.models import ProjectAPIKey
@@ -14,13 +13,20 @@ admin.site.unregister(APIKey)
 
 
 @admin.register(ProjectAPIKey)
-class ProjectAPIKeyAdmin(APIKeyModelAdmin):
+class ProjectAPIKeyAdmin(admin.ModelAdmin):
     """Creating a key shows it once in a message; only its hash is stored."""
 
     list_display = ("prefix", "name", "access", "created", "expiry_date", "_has_expired", "revoked")
     list_filter = ("access", "revoked", "created")
+    search_fields = ("name", "prefix")
     fields = ("name", "access", "expiry_date", "revoked", "prefix")
     actions = ["revoke_keys"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ProjectAPIKey | None = None) -> tuple[str, ...]:
+        # A revoked key stays revoked: nothing of it can be edited back.
+        if obj is not None and obj.revoked:
+            return ("prefix", "name", "access", "revoked", "expiry_date")
+        return ("prefix",)
 
     def save_model(self, request: HttpRequest, obj: ProjectAPIKey, form: Any = None, change: bool = False) -> None:
         if change:

@@ -7,7 +7,9 @@ constant time; other keys are ProjectAPIKey rows, verified against their hash.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import cast
 
 from django.conf import settings
 from rest_framework.authentication import BaseAuthentication
@@ -37,8 +39,8 @@ class APIPrincipal:
 BACKEND_PRINCIPAL = APIPrincipal(key_id="backend", name="BACKEND_API_KEY", access=Access.FULL)
 
 
-def key_from_headers(headers: dict[str, str] | object) -> str | None:
-    get = headers.get  # type: ignore[attr-defined]
+def key_from_headers(headers: Mapping[str, str]) -> str | None:
+    get = headers.get
     authorization = get("Authorization") or get("authorization") or ""
     scheme, _, credentials = authorization.partition(" ")
     if scheme.lower() == "bearer" and credentials.strip():
@@ -57,6 +59,7 @@ def principal_for_key(key: str) -> APIPrincipal | None:
         return None
     if api_key.has_expired:
         return None
+    api_key = cast(ProjectAPIKey, api_key)
     return APIPrincipal(key_id=api_key.prefix, name=api_key.name, access=api_key.access)
 
 

@@ -9,7 +9,7 @@ from accounts.choices import Access
 class ProjectAPIKey(AbstractAPIKey):
     access = models.CharField(max_length=16, choices=Access.choices, default=Access.FULL)
 
-    objects = BaseAPIKeyManager()
+    objects: BaseAPIKeyManager = BaseAPIKeyManager()  # type: ignore[assignment,misc]
 
     class Meta(AbstractAPIKey.Meta):
         verbose_name = "API key"

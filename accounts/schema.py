@@ -7,7 +7,7 @@ class APIKeyAuthenticationScheme(OpenApiAuthenticationExtension):
     target_class = "accounts.authentication.APIKeyAuthentication"
     name = ["ApiKeyHeader", "BearerKey"]
 
-    def get_security_definition(self, auto_schema):  # type: ignore[no-untyped-def]
+    def get_security_definition(self, auto_schema):
         return [
             {"type": "apiKey", "in": "header", "name": "X-API-Key"},
             {"type": "http", "scheme": "bearer"},

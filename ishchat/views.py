@@ -63,7 +63,7 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> JsonR
 
     if request.path.startswith(("/api/", "/v1/")):
         return JsonResponse({"detail": "Not found.", "path": request.path}, status=404)
-    return page_not_found(request, exception)  # type: ignore[arg-type,return-value]
+    return page_not_found(request, exception)  # type: ignore[return-value]
 
 
 def server_error(request: HttpRequest) -> JsonResponse:

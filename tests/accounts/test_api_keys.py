@@ -71,7 +71,7 @@ def test_create_api_key_command_prints_the_key_once(capsys):
 
     out = capsys.readouterr().out
     plain = out.strip().splitlines()[-1]
-    key = ProjectAPIKey.objects.get_from_key(plain)
+    key = ProjectAPIKey.objects.get(pk=ProjectAPIKey.objects.get_from_key(plain).pk)
     assert (key.name, key.access) == ("deploy-bot", Access.READ_ONLY)
 
 

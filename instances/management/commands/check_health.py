@@ -1,4 +1,5 @@
 import json
+from typing import cast
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.http import Http404
@@ -26,7 +27,7 @@ class Command(BaseCommand):
         instance_ids = None
         if options["instance"]:
             try:
-                instance_ids = [instance_get(value).pk for value in options["instance"]]  # type: ignore[union-attr]
+                instance_ids = [instance_get(value).pk for value in cast(list[str], options["instance"])]
             except Http404 as exc:
                 raise CommandError(str(exc)) from exc
         report = health_sweep(instance_ids=instance_ids, check_types=options["check_type"], force=True)  # type: ignore[arg-type]
