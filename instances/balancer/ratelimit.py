@@ -1,0 +1,95 @@
+"""Requests-per-minute and tokens-per-minute limits as GCRA (generic cell rate algorithm).
+
+GCRA is a token bucket holding one period's worth, stored as a single number,
+the theoretical arrival time (TAT). For a limit of L per period P:
+
+    T = P / L                                (emission interval: one unit every T seconds)
+    tat' = max(tat, now) + cost * T
+    allowed  iff  tat' - now <= P            (then tat := tat'; refused: tat unchanged)
+    retry_after = tat' - now - P             (when refused)
+
+From idle, exactly L units pass at once; after that exactly one more each T.
+Requests are admitted with cost 1 before they are sent. Tokens are only known
+from real usage after the response, so they are charged unconditionally
+(tat may run ahead of now + P: the instance is in debt) and an instance
+counts as token-limited while not even one more token would pass.
+
+The store keeps one RateState per instance and applies these functions to
+it atomically, so the limits hold across every process of the fleet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+PERIOD_SECONDS = 60.0
+# Float sums of T over a whole burst may overshoot P by a few ulps.
+_TOLERANCE_SECONDS = 1e-6
+
+
+@dataclass(frozen=True, slots=True)
+class GcraDecision:
+    allowed: bool
+    tat: float
+    retry_after: float
+
+
+def gcra(tat: float, now: float, *, limit: int, cost: float = 1.0, period: float = PERIOD_SECONDS) -> GcraDecision:
+    """Admit `cost` units against a limit of `limit` per `period` (formula in the module docstring)."""
+    new_tat = charge(tat, now, limit=limit, cost=cost, period=period)
+    excess = new_tat - now - period
+    if excess <= _TOLERANCE_SECONDS:
+        return GcraDecision(allowed=True, tat=new_tat, retry_after=0.0)
+    return GcraDecision(allowed=False, tat=tat, retry_after=excess)
+
+
+def charge(tat: float, now: float, *, limit: int, cost: float, period: float = PERIOD_SECONDS) -> float:
+    """tat' = max(tat, now) + cost * period / limit, whether or not it fits."""
+    return max(tat, now) + cost * period / limit
+
+
+@dataclass(frozen=True, slots=True)
+class RateState:
+    """One instance's two TATs (0 = idle)."""
+
+    requests_tat: float = 0.0
+    tokens_tat: float = 0.0
+
+    def expires_in(self, now: float) -> float:
+        """Seconds until both TATs are in the past, when the state equals an idle one and may be dropped."""
+        return max(self.requests_tat, self.tokens_tat) - now
+
+    def as_dict(self) -> dict[str, float]:
+        return {"r": self.requests_tat, "t": self.tokens_tat}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RateState:
+        return cls(requests_tat=float(data["r"]), tokens_tat=float(data["t"]))
+
+
+def admit_request(state: RateState, now: float, *, rpm: int | None, tpm: int | None) -> tuple[GcraDecision, RateState]:
+    """One request: refused while tokens are exhausted, else GCRA with cost 1 on the request limit.
+
+    A limit of None is no limit. A refusal's retry_after is that of the limit
+    that refused (tokens are checked first).
+    """
+    if tpm is not None:
+        tokens = gcra(state.tokens_tat, now, limit=tpm)
+        if not tokens.allowed:
+            return tokens, state
+    if rpm is None:
+        return GcraDecision(allowed=True, tat=state.requests_tat, retry_after=0.0), state
+    requests = gcra(state.requests_tat, now, limit=rpm)
+    return requests, replace(state, requests_tat=requests.tat)
+
+
+def charge_tokens(state: RateState, now: float, *, tpm: int, tokens: int) -> RateState:
+    """Charge the tokens a response really used against the token limit."""
+    return replace(state, tokens_tat=charge(state.tokens_tat, now, limit=tpm, cost=tokens))
+
+
+def is_limited(state: RateState, now: float, *, rpm: int | None, tpm: int | None) -> bool:
+    """Whether a request would be refused at `now` (what the candidate filter skips on)."""
+    decision, _ = admit_request(state, now, rpm=rpm, tpm=tpm)
+    return not decision.allowed
