@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -77,12 +78,30 @@ def _ensure_name_free(instance_name: str, *, exclude_pk: int | None = None) -> N
         raise ConflictError(f"An active instance named {instance_name!r} already exists.", field="instance_name")
 
 
+# Bumped on every write that changes routing; gateway.registry rebuilds its
+# per-process snapshot when it sees a new value.
+REGISTRY_VERSION_KEY = "registry:version"
+
+
+def _bump_registry_version() -> None:
+    try:
+        cache.incr(REGISTRY_VERSION_KEY)
+    except ValueError:
+        cache.set(REGISTRY_VERSION_KEY, 1, timeout=None)
+
+
+def routing_changed() -> None:
+    """Routing snapshots in every process rebuild once this transaction commits."""
+    transaction.on_commit(_bump_registry_version)
+
+
 def _save(instance: AIInstance, **save_kwargs: Any) -> None:
     """full_clean then save; a lost race on the unique name becomes a 409."""
     instance.full_clean(validate_unique=False, validate_constraints=False)
     try:
         with transaction.atomic():
             instance.save(**save_kwargs)
+            routing_changed()
     except IntegrityError as exc:
         if "instance_name" in str(exc) or "unique_active_instance_name" in str(exc):
             raise ConflictError(
@@ -181,6 +200,7 @@ def instance_set_status(*, instance: AIInstance, status: str, reason: str, sourc
         StatusTransition.objects.create(
             instance=instance, old_status=old_status, new_status=status, reason=reason[:500], source=source
         )
+        routing_changed()
     return instance
 
 
@@ -218,6 +238,7 @@ def instance_deregister(*, instance: AIInstance, actor: str) -> AIInstance:
             reason=instance.status_reason,
             source="operator",
         )
+        routing_changed()
     return instance
 
 

@@ -90,6 +90,7 @@ INSTALLED_APPS = [
     "instances",
     "scaling",
     "alerts",
+    "gateway",
     "simulator",
 ]
 

@@ -11,6 +11,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs", staff_member_required(SpectacularSwaggerView.as_view(url_name="schema")), name="docs"),
     path("api/config", include("configuration.api.urls")),
+    # Before instances.api.urls, whose instances/<instance_id> would take these paths.
+    path("api/", include("gateway.api.urls")),
     path("api/", include("instances.api.urls")),
     path("api/", include("alerts.api.urls")),
     path("", include("django_prometheus.urls")),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,6 +23,23 @@ def _clear_cache() -> None:
 
     cache.clear()
     config_cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_routing_state(settings: Any) -> Iterator[None]:
+    """Each test gets an empty routing snapshot and its own balancer keys
+    (in process, or a private prefix in Redis)."""
+    import uuid
+
+    from gateway.registry import reset_registry_snapshot
+    from instances.balancer import state
+
+    settings.BALANCER_KEY_PREFIX = f"test:{uuid.uuid4().hex[:12]}:lb:"
+    state._store = None
+    reset_registry_snapshot()
+    yield
+    state._store = None
+    reset_registry_snapshot()
 
 
 @pytest.fixture

@@ -96,13 +96,21 @@ def outcome_for_error(error_kind: str | None) -> Outcome:
 class BreakerSettings(Protocol):
     """The breaker fields of a LoadBalancerConfig row (or anything shaped like it)."""
 
-    breaker_failure_threshold: int
-    breaker_failure_rate: float
-    breaker_min_calls: int
-    breaker_open_seconds: int
-    breaker_max_open_seconds: int
-    breaker_half_open_probes: int
-    max_ejection_share: float
+    # Read-only members, so frozen dataclasses and model rows both qualify.
+    @property
+    def breaker_failure_threshold(self) -> int: ...
+    @property
+    def breaker_failure_rate(self) -> float: ...
+    @property
+    def breaker_min_calls(self) -> int: ...
+    @property
+    def breaker_open_seconds(self) -> int: ...
+    @property
+    def breaker_max_open_seconds(self) -> int: ...
+    @property
+    def breaker_half_open_probes(self) -> int: ...
+    @property
+    def max_ejection_share(self) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,10 +35,14 @@ _RNG = random.Random()
 class PolicySettings(BreakerSettings, Protocol):
     """The fields of a LoadBalancerConfig row that shape a selection."""
 
-    strategy: str
-    min_health_score: float
-    session_affinity: bool
-    session_ttl_seconds: int
+    @property
+    def strategy(self) -> str: ...
+    @property
+    def min_health_score(self) -> float: ...
+    @property
+    def session_affinity(self) -> bool: ...
+    @property
+    def session_ttl_seconds(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from instances.lb_settings import LBSettingsResolver
 from instances.models import AIInstance, HealthCheck, StatusTransition
 from instances.providers.base import ProviderTarget
 from instances.providers.transport import build_client
-from instances.services import instance_api_key
+from instances.services import instance_api_key, routing_changed
 from ishchat.errors import ConflictError
 from ishchat.locks import lease
 
@@ -145,6 +145,7 @@ def health_record(
                 reason=f"{result.check_type} check: {decision.reason}"[:500],
                 source="health_check",
             )
+            routing_changed()
         instance.save(update_fields=update)
     return check, transition
 

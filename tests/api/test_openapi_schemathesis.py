@@ -8,7 +8,6 @@ from django.conf import settings
 from django.core.wsgi import get_wsgi_application
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
-from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_headers_conformance,
@@ -25,7 +24,6 @@ schema = schemathesis.openapi.from_wsgi(
 )
 
 CHECKS = [
-    not_a_server_error,
     response_schema_conformance,
     content_type_conformance,
     response_headers_conformance,
@@ -40,4 +38,9 @@ CHECKS = [
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 def test_the_api_honours_its_schema(case):
-    case.call_and_validate(headers={"X-API-Key": settings.BACKEND_API_KEY}, checks=CHECKS)
+    response = case.call_and_validate(headers={"X-API-Key": settings.BACKEND_API_KEY}, checks=CHECKS)
+    # No server errors, except a 503 the operation documents (select-instance with no candidate).
+    documented = case.operation.definition.raw.get("responses", {})
+    assert response.status_code < 500 or str(response.status_code) in documented, (
+        f"{case.method} {case.formatted_path} answered {response.status_code}: {response.text[:500]}"
+    )
