@@ -213,6 +213,7 @@ class RequestLog(models.Model):
     is_stream = models.BooleanField(default=False)
     total_latency_ms = models.FloatField(null=True, blank=True)
     upstream_latency_ms = models.FloatField(null=True, blank=True)
+    routing_ms = models.FloatField(null=True, blank=True, help_text="Time spent choosing instances.")
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
     total_tokens = models.PositiveIntegerField(default=0)
