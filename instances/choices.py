@@ -20,6 +20,18 @@ class InstanceStatus(models.TextChoices):
     STOPPED = "stopped", "Stopped"
 
 
+# Statuses an operator may set (API, admin, dashboard); healthy/degraded/unhealthy come from health checks.
+OPERATOR_STATUSES = frozenset(
+    {
+        InstanceStatus.STARTING,
+        InstanceStatus.STANDBY,
+        InstanceStatus.DRAINING,
+        InstanceStatus.MAINTENANCE,
+        InstanceStatus.STOPPED,
+    }
+)
+OPERATOR_STATUS_CHOICES = [(value, label) for value, label in InstanceStatus.choices if value in OPERATOR_STATUSES]
+
 # Statuses an operator parks an instance in; health checks leave them alone.
 PARKED_STATUSES = frozenset({InstanceStatus.STANDBY, InstanceStatus.MAINTENANCE, InstanceStatus.STOPPED})
 

@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from instances.choices import InstanceStatus
+from instances.choices import OPERATOR_STATUSES, InstanceStatus
 from instances.endpoints import validate_endpoint_url
 from instances.models import AIInstance, StatusTransition
 from ishchat import crypto
@@ -35,17 +35,6 @@ UPDATABLE_FIELDS = frozenset(
         "timeout",
         "tags",
         "metadata",
-    }
-)
-
-# Statuses an operator may put an instance in; healthy/degraded/unhealthy come from health checks.
-OPERATOR_STATUSES = frozenset(
-    {
-        InstanceStatus.STARTING,
-        InstanceStatus.STANDBY,
-        InstanceStatus.DRAINING,
-        InstanceStatus.MAINTENANCE,
-        InstanceStatus.STOPPED,
     }
 )
 

@@ -230,6 +230,14 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "InstanceStatusEnum": "instances.choices.InstanceStatus",
+        "OperatorStatusEnum": "instances.choices.OPERATOR_STATUS_CHOICES",
+        "CheckStatusEnum": "instances.choices.CheckStatus",
+        "RequestStatusEnum": "instances.choices.RequestStatus",
+        "AlertStatusEnum": "alerts.choices.AlertStatus",
+        "ScalingEventStatusEnum": "scaling.choices.ScalingEventStatus",
+    },
     # /docs fetches the schema from the browser: staff sessions may read it too.
     "SERVE_AUTHENTICATION": [
         "accounts.authentication.APIKeyAuthentication",

@@ -4,9 +4,9 @@ from typing import Any
 
 from rest_framework import serializers
 
-from instances.choices import CheckType, InstanceStatus, ProviderType
+from instances.choices import OPERATOR_STATUS_CHOICES, CheckType, InstanceStatus, ProviderType
 from instances.models import AIInstance, HealthCheck
-from instances.services import OPERATOR_STATUSES, instance_api_key_source
+from instances.services import instance_api_key_source
 from ishchat.api import StrictFieldsMixin
 
 
@@ -38,7 +38,7 @@ class InstanceRegisterSerializer(_InstanceFields):
 
 class InstanceUpdateSerializer(_InstanceFields):
     status = serializers.ChoiceField(
-        choices=[(value, label) for value, label in InstanceStatus.choices if value in OPERATOR_STATUSES],
+        choices=OPERATOR_STATUS_CHOICES,
         required=False,
         help_text="Operator statuses only; healthy/degraded/unhealthy come from health checks.",
     )
