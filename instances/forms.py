@@ -11,7 +11,6 @@ from instances import services
 from instances.models import AIInstance
 from ishchat.errors import ConflictError
 
-
 # Service error keys that name something other than a form field.
 _ERROR_FIELD_ALIASES = {"group_id": "group", "api_key": "new_api_key", "non_field_errors": NON_FIELD_ERRORS}
 

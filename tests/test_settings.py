@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("SECRET_KEY", "INSTANCE_MANAGER_", "DATABASE_URL"))}
+    dropped = ("SECRET_KEY", "INSTANCE_MANAGER_", "DATABASE_URL")
+    base = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
     base.update(INSTANCE_MANAGER_DOTENV="false", **env)
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=base, capture_output=True, text=True, timeout=120
