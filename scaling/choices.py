@@ -24,6 +24,11 @@ class ScalingEventStatus(models.TextChoices):
     COMPLETED = "completed", "Completed"
     FAILED = "failed", "Failed"
     SKIPPED = "skipped", "Skipped (cooldown)"
+    CANCELLED = "cancelled", "Cancelled (superseded)"
+
+
+# An event in one of these is still to be carried out; a group has at most one.
+OPEN_EVENT_STATUSES = (ScalingEventStatus.PENDING, ScalingEventStatus.IN_PROGRESS)
 
 
 class ScalingBackend(models.TextChoices):

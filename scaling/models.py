@@ -7,7 +7,14 @@ from django.db import models
 from django.db.models import F, Q
 
 from instances.choices import ProviderType
-from scaling.choices import PredictiveMode, ScalingBackend, ScalingDirection, ScalingEventStatus, ScalingTrigger
+from scaling.choices import (
+    OPEN_EVENT_STATUSES,
+    PredictiveMode,
+    ScalingBackend,
+    ScalingDirection,
+    ScalingEventStatus,
+    ScalingTrigger,
+)
 
 
 class ProviderGroup(models.Model):
@@ -28,11 +35,22 @@ class ProviderGroup(models.Model):
     scale_up_cooldown = models.PositiveIntegerField(default=300, help_text="Seconds.")
     scale_down_cooldown = models.PositiveIntegerField(default=600, help_text="Seconds.")
     scale_down_stabilization_seconds = models.PositiveIntegerField(default=300)
+    # HPA's tolerance and per-step limits (scaling.engine.ScalingPolicy has the same names).
+    tolerance = models.FloatField(default=0.1, validators=[MinValueValidator(0.0), MaxValueValidator(0.99)])
+    scale_up_limit_percent = models.FloatField(default=100.0, validators=[MinValueValidator(0.0)])
+    scale_up_limit_instances = models.PositiveIntegerField(default=4)
+    scale_down_limit_percent = models.FloatField(
+        default=50.0, validators=[MinValueValidator(0.0), MaxValueValidator(100.0)]
+    )
     # Targets of the other triggers: {"response_time_p95_ms": ..., "error_rate": ..., "queue_length": ...}
     triggers = models.JSONField(default=dict, blank=True)
     backend = models.CharField(max_length=16, choices=ScalingBackend.choices, default=ScalingBackend.POOL)
     backend_settings = models.JSONField(default=dict, blank=True)
     predictive_mode = models.CharField(max_length=16, choices=PredictiveMode.choices, default=PredictiveMode.OFF)
+    instance_capacity_rpm = models.FloatField(
+        null=True, blank=True, help_text="Requests/minute one instance serves at 100 %; blank: estimated."
+    )
+    forecast_horizon_seconds = models.PositiveIntegerField(default=180)
     schedules = models.JSONField(default=list, blank=True, help_text="Cron windows that raise min/max.")
     paused_until = models.DateTimeField(null=True, blank=True, help_text="Manual scaling pauses automation.")
 
@@ -79,17 +97,28 @@ class ScalingEvent(models.Model):
     backend = models.CharField(max_length=16, choices=ScalingBackend.choices, default=ScalingBackend.POOL)
     decision = models.JSONField(default=dict, blank=True, help_text="The engine's full decision, for replay.")
     error = models.TextField(blank=True, default="")
+    result = models.JSONField(default=dict, blank=True, help_text="What the backend did.")
+    actor = models.CharField(max_length=200, blank=True, default="", help_text="Who asked (manual scaling).")
     attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="A failed attempt's retry.")
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [
+            # One action at a time per group: a second evaluation racing the first cannot add another.
+            models.UniqueConstraint(
+                fields=["group"],
+                condition=Q(status__in=[status.value for status in OPEN_EVENT_STATUSES]),
+                name="scalingevent_one_open_per_group",
+            ),
+        ]
         indexes = [
             # A group's events timeline, newest first.
             models.Index(fields=["group", "-created_at"], name="scalingevent_group_time_idx"),
-            # Resuming unfinished actions after a worker dies.
+            # Resuming unfinished actions after a worker dies; retries that are due.
             models.Index(
                 fields=["status"],
                 condition=Q(status__in=["pending", "in_progress"]),
