@@ -26,9 +26,7 @@ from tests.scaling.support import (
     add_requests,
     make_group,
     make_member,
-    now,  # noqa: F401  (fixture)
     set_load,
-    webhook,  # noqa: F401  (fixture)
 )
 
 pytestmark = pytest.mark.django_db
