@@ -45,30 +45,35 @@ ROLLUP_FIELDS = [
 
 
 def metrics_rollup(*, now: datetime | None = None, max_minutes: int = ROLLUP_MAX_MINUTES) -> int:
-    """Roll the closed minutes not rolled up yet (plus ROLLUP_LOOKBACK) into InstanceMetrics.
+    """Roll the closed minutes not rolled up yet into InstanceMetrics; returns the buckets written.
 
-    1. Resume from the newest stored bucket minus the lookback (or the retention horizon);
-    2. skip straight to the first minute holding a request;
-    3. recompute up to `max_minutes` closed minutes from scratch (metrics_rollup_range).
-    Stateless and idempotent: running it twice writes the same rows. Returns the buckets written.
+    1. Recompute the ROLLUP_LOOKBACK minutes up to the newest stored bucket (rows logged late);
+    2. skip straight to the first request after that bucket (or after the retention horizon);
+    3. recompute up to `max_minutes` closed minutes from there (metrics_rollup_range).
+    Stateless and idempotent: every bucket is recomputed from scratch and upserted, so running it
+    twice writes the same rows; step 2 starts at a minute holding a request, so each run advances.
     """
     from instances.models import InstanceMetrics, RequestLog
 
     now = now or timezone.now()
     end = floor_minute(now)
-    horizon = end - timedelta(days=config_value("monitoring.retention_days"))
+    written = 0
     latest = InstanceMetrics.objects.aggregate(latest=Max("bucket_start"))["latest"]
-    since = max(latest - ROLLUP_LOOKBACK, horizon) if latest else horizon
+    if latest is not None:
+        resume = latest + timedelta(minutes=1)
+        written += metrics_rollup_range(start=latest - ROLLUP_LOOKBACK, end=min(end, resume))
+    else:
+        resume = end - timedelta(days=config_value("monitoring.retention_days"))
     first = (
-        RequestLog.objects.filter(instance__isnull=False, created_at__gte=since, created_at__lt=end)
+        RequestLog.objects.filter(instance__isnull=False, created_at__gte=resume, created_at__lt=end)
         .order_by("created_at")
         .values_list("created_at", flat=True)
         .first()
     )
-    if first is None:
-        return 0
-    start = floor_minute(first)
-    return metrics_rollup_range(start=start, end=min(end, start + timedelta(minutes=max_minutes)))
+    if first is not None:
+        start = floor_minute(first)
+        written += metrics_rollup_range(start=start, end=min(end, start + timedelta(minutes=max_minutes)))
+    return written
 
 
 def metrics_rollup_range(*, start: datetime, end: datetime) -> int:
