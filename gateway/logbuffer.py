@@ -1,0 +1,207 @@
+"""RequestLog rows written off the request path, in batches.
+
+The request path only appends a dict to an in-memory queue. A daemon thread
+writes the queue with bulk_create every `interval` seconds, or as soon as
+`batch_size` rows are waiting, in batches of `batch_size`. At interpreter exit
+(atexit: a clean stop of uvicorn or a gunicorn worker) the thread stops and
+whatever is queued is written, so a clean stop loses nothing.
+
+Memory is bounded: while the database is unreachable (OperationalError,
+InterfaceError) rows stay queued, and beyond `capacity` the oldest are
+dropped; `dropped` counts them and the writer logs the count. A batch the
+database refuses for a vanished instance (deleted meanwhile: foreign-key
+error) is written again without that link; a batch it refuses for any other
+reason is dropped and logged, so one bad row cannot block the queue.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connection,
+    transaction,
+)
+
+from instances.models import AIInstance, RequestLog
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 500
+INTERVAL_SECONDS = 1.0
+CAPACITY = 100_000
+DROP_LOG_SECONDS = 10.0
+
+Row = dict[str, Any]
+"""RequestLog field values by field name (instance_id / original_instance_id are AIInstance pks)."""
+
+
+class RequestLogBuffer:
+    def __init__(
+        self,
+        *,
+        capacity: int = CAPACITY,
+        batch_size: int = BATCH_SIZE,
+        interval: float = INTERVAL_SECONDS,
+        background: bool = True,
+    ) -> None:
+        self.capacity = capacity
+        self.batch_size = batch_size
+        self.interval = interval
+        self.background = background
+        self.written = 0
+        self.dropped = 0
+        self.failed_flushes = 0
+        self._rows: deque[Row] = deque()
+        self._lock = threading.Lock()  # guards _rows and the counters
+        self._flush_lock = threading.Lock()  # one writer at a time (the thread, close(), a test)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._dropped_logged = 0
+        self._drop_logged_at = 0.0
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def add(self, row: Row) -> None:
+        """Queue one row; never touches the database."""
+        with self._lock:
+            if len(self._rows) >= self.capacity:
+                self._rows.popleft()
+                self.dropped += 1
+            self._rows.append(row)
+            full = len(self._rows) >= self.batch_size
+        if self.background and self._thread is None:
+            self._start()
+        if full:
+            self._wake.set()
+
+    def flush(self) -> int:
+        """Write every queued row now, in this thread; returns the rows written.
+
+        On a database error the unwritten rows go back to the front of the
+        queue (oldest first, within capacity) for the next flush.
+        """
+        written = 0
+        with self._flush_lock:
+            while True:
+                with self._lock:
+                    count = min(self.batch_size, len(self._rows))
+                    batch = [self._rows.popleft() for _ in range(count)]
+                if not batch:
+                    break
+                try:
+                    _write(batch)
+                except (OperationalError, InterfaceError):
+                    self._requeue(batch)
+                    self.failed_flushes += 1
+                    logger.warning("RequestLog flush failed; %d rows kept for the next try", len(self), exc_info=True)
+                    break
+                except DatabaseError:
+                    with self._lock:
+                        self.dropped += len(batch)
+                    logger.exception("RequestLog batch of %d rows refused by the database; dropped", len(batch))
+                    continue
+                written += len(batch)
+                with self._lock:
+                    self.written += len(batch)
+        self._log_drops()
+        return written
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the writer thread and write what is left (atexit)."""
+        self._stop.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        try:
+            if not connection.in_atomic_block:  # never close a caller's (a test's) transaction
+                close_old_connections()
+            self.flush()
+        except Exception:  # at exit there is nobody left to raise to
+            logger.exception("RequestLog final flush failed; %d rows lost", len(self))
+
+    def _requeue(self, batch: list[Row]) -> None:
+        with self._lock:
+            self._rows.extendleft(reversed(batch))
+            while len(self._rows) > self.capacity:
+                self._rows.popleft()
+                self.dropped += 1
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._run, name="requestlog-writer", daemon=True)
+        self._thread.start()
+        atexit.register(self.close)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return  # close() writes the rest
+            try:
+                close_old_connections()  # as Django does per request: replace a broken or expired connection
+                self.flush()
+            except Exception:
+                logger.exception("RequestLog writer error")
+                time.sleep(self.interval)
+
+    def _log_drops(self) -> None:
+        now = time.monotonic()
+        if self.dropped != self._dropped_logged and now - self._drop_logged_at >= DROP_LOG_SECONDS:
+            logger.error(
+                "RequestLog buffer full: %d rows dropped so far (%d since the last report)",
+                self.dropped,
+                self.dropped - self._dropped_logged,
+            )
+            self._dropped_logged = self.dropped
+            self._drop_logged_at = now
+
+
+def _write(batch: list[Row]) -> None:
+    try:
+        with transaction.atomic():
+            RequestLog.objects.bulk_create([RequestLog(**row) for row in batch])
+    except IntegrityError:
+        # Most likely an instance deleted since the request: keep the row, drop the link.
+        known = set(AIInstance.objects.filter(pk__in=_instance_pks(batch)).values_list("pk", flat=True))
+        for row in batch:
+            for field in ("instance_id", "original_instance_id"):
+                if row.get(field) is not None and row[field] not in known:
+                    row[field] = None
+        with transaction.atomic():
+            RequestLog.objects.bulk_create([RequestLog(**row) for row in batch])
+
+
+def _instance_pks(batch: Iterable[Row]) -> set[int]:
+    return {row[f] for row in batch for f in ("instance_id", "original_instance_id") if row.get(f) is not None}
+
+
+_default: RequestLogBuffer | None = None
+_default_lock = threading.Lock()
+
+
+def request_log_buffer() -> RequestLogBuffer:
+    """The process-wide buffer (its writer thread starts with the first row)."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = RequestLogBuffer()
+    return _default
