@@ -75,6 +75,10 @@ CONFIGURED_DEFAULTS = (
     "scale_down_stabilization_seconds",
 )
 
+# Sizes that keep one evaluation bounded in time; the engine's rules do not cap them.
+MAX_FORECAST_HORIZON_SECONDS = 86_400
+MAX_WINDOW_MINUTES = 366 * 1440
+
 # Applying an event: attempt n that fails waits RETRY_BASE_SECONDS * 2**(n-1) (30, 60, 120 s);
 # the MAX_ATTEMPTS-th failure is final.
 MAX_ATTEMPTS = 4
@@ -156,6 +160,13 @@ def _policy_errors(group: ProviderGroup) -> dict[str, list[str]]:
         return {"non_field_errors": [f"Invalid policy: {exc}"]}
     for problem in problems:
         errors.setdefault(_field_of(problem), []).append(problem)
+    if group.forecast_horizon_seconds > MAX_FORECAST_HORIZON_SECONDS:
+        errors.setdefault("forecast_horizon_seconds", []).append(
+            f"forecast_horizon_seconds must be at most {MAX_FORECAST_HORIZON_SECONDS}"
+        )
+    durations = [item.get("duration_minutes") for item in group.schedules]
+    if any(isinstance(minutes, int) and minutes > MAX_WINDOW_MINUTES for minutes in durations):
+        errors.setdefault("schedules", []).append(f"duration_minutes must be at most {MAX_WINDOW_MINUTES}")
     return errors
 
 

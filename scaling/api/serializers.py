@@ -17,10 +17,8 @@ from scaling.models import ProviderGroup, ScalingEvent
 
 INT_MAX = 2**31 - 1
 INT_MIN = -(2**31)
-# Sizes the engine can work with in bounded time; their sense is checked by ScalingPolicy.errors().
+# Types and sizes only; whether the values make sense is ScalingPolicy.errors()' call (services).
 FLOAT_LIMIT = 1e9
-MAX_FORECAST_HORIZON_SECONDS = 86_400
-MAX_WINDOW_MINUTES = 366 * 1440
 MAX_SCHEDULES = 50
 
 
@@ -46,7 +44,7 @@ class ScheduleWindowSerializer(StrictFieldsMixin, serializers.Serializer):
     name = serializers.CharField(max_length=100)
     cron = serializers.CharField(max_length=200, help_text="Five fields: minute hour day month weekday (UTC).")
     duration_minutes = serializers.IntegerField(
-        required=False, allow_null=True, min_value=INT_MIN, max_value=MAX_WINDOW_MINUTES
+        required=False, allow_null=True, min_value=INT_MIN, max_value=services.MAX_WINDOW_MINUTES
     )
     end = serializers.CharField(required=False, allow_null=True, max_length=5, help_text="HH:MM (UTC).")
     min_instances = _int(allow_null=True)
@@ -72,7 +70,7 @@ class PolicyFieldsSerializer(StrictFieldsMixin, serializers.Serializer):
     predictive_mode = serializers.ChoiceField(choices=PredictiveMode.choices, required=False)
     instance_capacity_rpm = _float(allow_null=True, help_text="Requests/minute one instance serves at 100 %.")
     forecast_horizon_seconds = serializers.IntegerField(
-        required=False, min_value=INT_MIN, max_value=MAX_FORECAST_HORIZON_SECONDS
+        required=False, min_value=INT_MIN, max_value=services.MAX_FORECAST_HORIZON_SECONDS
     )
     schedules = ScheduleWindowSerializer(many=True, required=False, max_length=MAX_SCHEDULES)
     backend = serializers.ChoiceField(choices=ScalingBackend.choices, required=False)
