@@ -85,10 +85,14 @@ class GatewayClient:
         return get_state_store().breaker_states([iid])[iid]
 
 
+def new_gateway_client() -> GatewayClient:
+    """A gateway of its own (routing context, clients, and a log buffer the test flushes: no writer thread)."""
+    return GatewayClient(Gateway(log_buffer=RequestLogBuffer(background=False)))
+
+
 @pytest.fixture
 def gateway_client() -> GatewayClient:
-    """A gateway of its own per test (routing context, clients, log buffer without its writer thread)."""
-    return GatewayClient(Gateway(log_buffer=RequestLogBuffer(background=False)))
+    return new_gateway_client()
 
 
 def sse_events(response: httpx.Response) -> list[Any]:
