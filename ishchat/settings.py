@@ -70,6 +70,8 @@ ENDPOINT_ALLOWLIST = env_list("INSTANCE_MANAGER_ENDPOINT_ALLOWLIST")
 
 CONFIG_FILE = Path(env_str("INSTANCE_MANAGER_CONFIG", str(BASE_DIR / "config" / "instance_manager_config.json")))
 DEMO_FLEET = env_bool("INSTANCE_MANAGER_DEMO", True)
+# A second port serving only /metrics (the seed's 9090); 0 = the main port only.
+METRICS_PORT = env_int("INSTANCE_MANAGER_METRICS_PORT", 0, minimum=0, maximum=65535)
 
 INSTALLED_APPS = [
     "django_prometheus",
@@ -91,11 +93,13 @@ INSTALLED_APPS = [
     "scaling",
     "alerts",
     "gateway",
+    "monitoring",
     "simulator",
 ]
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "ishchat.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

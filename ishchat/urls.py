@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/config", include("configuration.api.urls")),
     # Before instances.api.urls, whose instances/<instance_id> would take these paths.
     path("api/", include("gateway.api.urls")),
+    path("api/", include("monitoring.api.urls")),
     path("api/", include("instances.api.urls")),
     path("api/", include("alerts.api.urls")),
     path("", include("django_prometheus.urls")),

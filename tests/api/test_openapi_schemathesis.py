@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import schemathesis
 from django.conf import settings
+from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from schemathesis.specs.openapi.checks import (
@@ -22,6 +24,18 @@ application = get_wsgi_application()
 schema = schemathesis.openapi.from_wsgi(
     "/api/schema/?format=json", application, headers={"X-API-Key": settings.BACKEND_API_KEY}
 )
+
+@pytest.fixture(autouse=True)
+def _keep_the_test_connection():
+    """Calls go straight into the WSGI app, whose request signals would close the
+    test's transaction-bound connection (fatal on PostgreSQL); Django's own test
+    client disconnects them the same way."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
 
 CHECKS = [
     response_schema_conformance,
