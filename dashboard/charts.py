@@ -104,8 +104,8 @@ def line_chart(
                     f'<polyline fill="none" stroke="{color}" stroke-width="2"{dash} points="{" ".join(run)}"/>'
                 )
             elif run:
-                x, y = run[0].split(",")
-                parts.append(f'<circle cx="{x}" cy="{y}" r="2.5" fill="{color}"/>')
+                cx, cy = run[0].split(",")
+                parts.append(f'<circle cx="{cx}" cy="{cy}" r="2.5" fill="{color}"/>')
     legend_x = width - right
     for n, s in reversed(list(enumerate(series))):
         color = s.color or PALETTE[n % len(PALETTE)]

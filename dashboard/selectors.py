@@ -122,8 +122,8 @@ def traffic_series(
     queryset = RequestLog.objects.filter(created_at__gte=start)
     if instance is not None:
         queryset = queryset.filter(instance=instance)
-    rows = {
-        row["minute"].replace(second=0, microsecond=0): row
+    rows: dict[datetime, dict[str, Any]] = {
+        row["minute"].replace(second=0, microsecond=0): dict(row)
         for row in queryset.annotate(minute=TruncMinute("created_at"))
         .values("minute")
         .annotate(
@@ -298,8 +298,9 @@ def balancer_distribution(*, now: datetime | None = None, hours: int = 1, limit:
     totals = window.aggregate(
         n=Count("id"), failovers=Count("id", filter=Q(failover=True)), routing=Avg("routing_ms")
     )
-    rows = list(
-        window.exclude(instance=None)
+    rows: list[dict[str, Any]] = [
+        dict(row)
+        for row in window.exclude(instance=None)
         .values("instance__instance_id", "instance__instance_name", "instance__provider_type")
         .annotate(
             n=Count("id"),
@@ -308,7 +309,7 @@ def balancer_distribution(*, now: datetime | None = None, hours: int = 1, limit:
             avg=Avg("total_latency_ms"),
         )
         .order_by("-n")[:limit]
-    )
+    ]
     for row in rows:
         row["share"] = row["n"] / totals["n"] if totals["n"] else 0.0
     recent_failovers = list(

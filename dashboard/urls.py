@@ -15,7 +15,8 @@ urlpatterns = [
     path("groups/<str:group_id>/dry-run/", views.group_dry_run, name="group-dry-run"),
     path("balancer/", views.balancer, name="balancer"),
     path("alerts/", views.alerts, name="alerts"),
-    path("alerts/<str:alert_id>/acknowledge/", views.alert_ack, name="alert-ack"),
+    path("alerts/<int:alert_id>/acknowledge/", views.alert_ack, name="alert-ack"),
     path("reports/", views.reports, name="reports"),
+    path("reports/<int:report_id>/<str:fmt>/", views.report_download, name="report-download"),
     path("configuration/", views.configuration, name="configuration"),
 ]

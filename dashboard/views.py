@@ -13,11 +13,13 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from django.apps import apps
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.middleware import HtmxDetails
 
 from alerts.choices import AlertStatus
 from alerts.selectors import alert_get
@@ -33,17 +35,22 @@ from instances.services import instance_enable, instance_set_operator_status
 from ishchat.errors import ConflictError
 from scaling.selectors import group_get
 
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
+
+
 # HTMX status that stops polling: the fragment is final.
 STOP_POLLING = 286
 POLL_SECONDS = 5
 
 
-def _actor(request: HttpRequest) -> str:
+def _actor(request: HtmxHttpRequest) -> str:
     return f"dashboard:{request.user.get_username()}"
 
 
 def _page(
-    request: HttpRequest, page: str, partial: str, context: dict[str, Any], *, status: int = 200
+    request: HtmxHttpRequest, page: str, partial: str, context: dict[str, Any], *, status: int = 200
 ) -> HttpResponse:
     """The full page, or only its partial for an htmx request (same context either way)."""
     context.setdefault("poll_seconds", POLL_SECONDS)
@@ -52,7 +59,7 @@ def _page(
     return render(request, page, {**context, "nav": sel.nav_counters()}, status=status)
 
 
-def _with_counters(request: HttpRequest, html: str) -> HttpResponse:
+def _with_counters(request: HtmxHttpRequest, html: str) -> HttpResponse:
     """A swapped fragment plus the header counters, out of band."""
     counters = render_to_string(
         "dashboard/partials/nav_counters.html", {"nav": sel.nav_counters(), "oob": True}, request=request
@@ -90,7 +97,7 @@ def _traffic_charts(series: sel.TrafficSeries) -> dict[str, str]:
 
 @staff_member_required
 @require_GET
-def overview(request: HttpRequest) -> HttpResponse:
+def overview(request: HtmxHttpRequest) -> HttpResponse:
     context = {
         "kpis": sel.overview_kpis(),
         "charts": _traffic_charts(sel.traffic_series()),
@@ -103,14 +110,14 @@ def overview(request: HttpRequest) -> HttpResponse:
 # --- instances ------------------------------------------------------------------------------------
 
 
-def _query(request: HttpRequest, **changes: Any) -> str:
+def _query(request: HtmxHttpRequest, **changes: Any) -> str:
     """The current query string with `changes` applied (empty values dropped)."""
     params = {key: value for key, value in request.GET.items() if key != "page"}
     params.update(changes)
     return urlencode({key: value for key, value in params.items() if value not in ("", None)})
 
 
-def _sort_links(request: HttpRequest, current: str) -> dict[str, dict[str, str]]:
+def _sort_links(request: HtmxHttpRequest, current: str) -> dict[str, dict[str, str]]:
     links = {}
     for column in ("name", "provider", "status", "score", "load"):
         active = current.lstrip("-") == column
@@ -123,7 +130,7 @@ def _sort_links(request: HttpRequest, current: str) -> dict[str, dict[str, str]]
 
 @staff_member_required
 @require_GET
-def instances(request: HttpRequest) -> HttpResponse:
+def instances(request: HtmxHttpRequest) -> HttpResponse:
     filters = sel.InstanceFilters.from_query(request.GET)
     page = sel.instance_table_page(filters, page=request.GET.get("page"))
     rows = list(page.object_list)
@@ -164,7 +171,7 @@ ROW_ACTIONS = {
 
 @staff_member_required
 @require_POST
-def instance_action(request: HttpRequest, instance_id: str, action: str) -> HttpResponse:
+def instance_action(request: HtmxHttpRequest, instance_id: str, action: str) -> HttpResponse:
     """A row action through the same services the API calls; answers with the row, re-rendered."""
     instance = instance_get(instance_id)
     message, ok = "", True
@@ -226,7 +233,7 @@ def _instance_configuration(instance: AIInstance) -> list[tuple[str, Any]]:
 
 @staff_member_required
 @require_GET
-def instance_detail(request: HttpRequest, instance_id: str) -> HttpResponse:
+def instance_detail(request: HtmxHttpRequest, instance_id: str) -> HttpResponse:
     """The instance page; its live panel polls and stops (286) once the instance is deregistered."""
     instance = instance_get(instance_id)
     phase = sel.breaker_phases([instance]).get(str(instance.instance_id), "closed")
@@ -278,7 +285,7 @@ def _scaling_services() -> Any:
 
 @staff_member_required
 @require_GET
-def groups(request: HttpRequest) -> HttpResponse:
+def groups(request: HtmxHttpRequest) -> HttpResponse:
     rows = list(sel.group_rows())
     context = {"groups": rows, "section": "groups"}
     return _page(request, "dashboard/groups.html", "dashboard/partials/group_table.html", context)
@@ -299,7 +306,7 @@ def _decision_context(decision: dict[str, Any] | None) -> dict[str, Any]:
     return {"decision": decision, "forecast_chart": chart, "forecast": forecast}
 
 
-def _group_context(request: HttpRequest, group_id: str) -> dict[str, Any]:
+def _group_context(request: HtmxHttpRequest, group_id: str) -> dict[str, Any]:
     group = sel.group_row(group_id)
     return {
         "group": group,
@@ -312,14 +319,14 @@ def _group_context(request: HttpRequest, group_id: str) -> dict[str, Any]:
 
 @staff_member_required
 @require_GET
-def group_detail(request: HttpRequest, group_id: str) -> HttpResponse:
+def group_detail(request: HtmxHttpRequest, group_id: str) -> HttpResponse:
     context = _group_context(request, group_id)
     return _page(request, "dashboard/group_detail.html", "dashboard/partials/group_panel.html", context)
 
 
 @staff_member_required
 @require_POST
-def group_scale(request: HttpRequest, group_id: str) -> HttpResponse:
+def group_scale(request: HtmxHttpRequest, group_id: str) -> HttpResponse:
     """The manual scale form: group_scale_manual, then the group panel swapped in (or the form's error)."""
     services = _scaling_services()
     group = group_get(group_id)
@@ -343,7 +350,7 @@ def group_scale(request: HttpRequest, group_id: str) -> HttpResponse:
 
 @staff_member_required
 @require_http_methods(["GET", "POST"])
-def group_dry_run(request: HttpRequest, group_id: str) -> HttpResponse:
+def group_dry_run(request: HtmxHttpRequest, group_id: str) -> HttpResponse:
     """The engine's reasoning for the group right now, without acting (group_evaluate(dry_run=True))."""
     services = _scaling_services()
     group = group_get(group_id)
@@ -359,7 +366,7 @@ def group_dry_run(request: HttpRequest, group_id: str) -> HttpResponse:
 
 @staff_member_required
 @require_GET
-def balancer(request: HttpRequest) -> HttpResponse:
+def balancer(request: HtmxHttpRequest) -> HttpResponse:
     data = sel.balancer_distribution()
     context = {
         **data,
@@ -375,7 +382,7 @@ def balancer(request: HttpRequest) -> HttpResponse:
 
 @staff_member_required
 @require_GET
-def alerts(request: HttpRequest) -> HttpResponse:
+def alerts(request: HtmxHttpRequest) -> HttpResponse:
     status = request.GET.get("status", AlertStatus.OPEN)
     if status not in (*AlertStatus.values, "all"):
         status = AlertStatus.OPEN
@@ -392,7 +399,7 @@ def alerts(request: HttpRequest) -> HttpResponse:
 
 @staff_member_required
 @require_POST
-def alert_ack(request: HttpRequest, alert_id: str) -> HttpResponse:
+def alert_ack(request: HtmxHttpRequest, alert_id: int) -> HttpResponse:
     alert = alert_get(alert_id)
     message = ""
     try:
@@ -405,14 +412,36 @@ def alert_ack(request: HttpRequest, alert_id: str) -> HttpResponse:
 
 @staff_member_required
 @require_GET
-def reports(request: HttpRequest) -> HttpResponse:
-    context = {"monitoring_installed": apps.is_installed("monitoring"), "section": "reports"}
+def reports(request: HtmxHttpRequest) -> HttpResponse:
+    """Stored performance reports (monitoring app), newest first; an honest placeholder without it."""
+    context: dict[str, Any] = {"monitoring_installed": apps.is_installed("monitoring"), "section": "reports"}
+    if context["monitoring_installed"]:
+        from monitoring.selectors import report_list
+
+        context["page"] = Paginator(report_list(), sel.PAGE_SIZE).get_page(request.GET.get("page"))
+        context["formats"] = ("html", "csv", "json")
     return _page(request, "dashboard/reports.html", "dashboard/partials/reports_body.html", context)
 
 
 @staff_member_required
 @require_GET
-def configuration(request: HttpRequest) -> HttpResponse:
+def report_download(request: HtmxHttpRequest, report_id: int, fmt: str) -> HttpResponse:
+    if not apps.is_installed("monitoring"):
+        raise Http404("Reports need the monitoring app.")
+    from monitoring import reports as report_files
+    from monitoring.selectors import report_get
+
+    if fmt not in report_files.FORMATS:
+        raise Http404(f"No format {fmt!r}.")
+    report = report_get(report_id)
+    response = HttpResponse(report_files.render(report.body, fmt), content_type=report_files.CONTENT_TYPES[fmt])
+    response["Content-Disposition"] = f'attachment; filename="performance-report-{report.pk}.{fmt}"'
+    return response
+
+
+@staff_member_required
+@require_GET
+def configuration(request: HtmxHttpRequest) -> HttpResponse:
     rows = sel.config_rows()
     query = request.GET.get("q", "").strip().lower()
     if query:

@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.apps import apps as django_apps
 from django.core.cache import cache
 from django.db import connection
 from django.test import Client
@@ -23,7 +24,7 @@ from tests.dashboard.conftest import PROVIDER_KEY
 
 pytestmark = pytest.mark.django_db
 
-PAGES = [
+PAGES: list[tuple[str, dict[str, Any], str]] = [
     ("dashboard:overview", {}, 'id="overview"'),
     ("dashboard:instances", {}, 'id="instance-table"'),
     ("dashboard:groups", {}, 'id="group-table"'),
@@ -86,7 +87,7 @@ def _history(instances: list[AIInstance], group: Any) -> None:
 def test_anonymous_users_are_sent_to_the_admin_login(client: Client, name: str, kwargs: dict, marker: str) -> None:
     response = client.get(reverse(name, kwargs=kwargs))
     assert response.status_code == 302
-    assert response.url.startswith(reverse("admin:login"))
+    assert response["Location"].startswith(reverse("admin:login"))
 
 
 def test_non_staff_users_are_sent_to_the_admin_login(django_user_model: Any) -> None:
@@ -100,7 +101,7 @@ def test_non_staff_users_are_sent_to_the_admin_login(django_user_model: Any) -> 
 def test_the_root_redirects_to_the_dashboard(client: Client) -> None:
     response = client.get("/")
     assert response.status_code == 302
-    assert response.url == reverse("dashboard:overview")
+    assert response["Location"] == reverse("dashboard:overview")
 
 
 @pytest.mark.parametrize(("name", "kwargs", "marker"), PAGES)
@@ -244,3 +245,23 @@ def test_the_configuration_page_shows_values_and_their_sources(staff_client: Cli
     html = staff_client.get(reverse("dashboard:configuration")).content.decode()
     assert "load_balancer.strategy" in html
     assert "badge-source-file" in html
+
+
+def test_reports_say_honestly_when_the_monitoring_app_is_missing(staff_client: Client) -> None:
+    html = staff_client.get(reverse("dashboard:reports")).content.decode()
+    if django_apps.is_installed("monitoring"):
+        assert "No reports stored yet" in html
+    else:
+        assert "Not available" in html and "monitoring app" in html
+        assert staff_client.get(reverse("dashboard:report-download", args=[1, "csv"])).status_code == 404
+
+
+@pytest.mark.skipif(not django_apps.is_installed("monitoring"), reason="the monitoring app is not installed yet")
+def test_stored_reports_are_listed_and_downloadable(staff_client: Client) -> None:
+    from monitoring.services import report_create
+
+    report_id = report_create().pk
+    html = staff_client.get(reverse("dashboard:reports")).content.decode()
+    assert reverse("dashboard:report-download", args=[report_id, "csv"]) in html
+    response = staff_client.get(reverse("dashboard:report-download", args=[report_id, "csv"]))
+    assert response.status_code == 200 and "attachment" in response["Content-Disposition"]
