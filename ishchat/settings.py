@@ -94,6 +94,7 @@ INSTALLED_APPS = [
     "alerts",
     "gateway",
     "monitoring",
+    "dashboard",
     "simulator",
 ]
 

@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from ishchat.views import health
@@ -16,6 +17,8 @@ urlpatterns = [
     path("api/", include("monitoring.api.urls")),
     path("api/", include("instances.api.urls")),
     path("api/", include("alerts.api.urls")),
+    path("dashboard/", include("dashboard.urls")),
+    path("", RedirectView.as_view(pattern_name="dashboard:overview", permanent=False), name="root"),
     path("", include("django_prometheus.urls")),
 ]
 

@@ -57,11 +57,6 @@ def browser(django_db_setup: None) -> Iterator[Any]:
         chromium.close()
 
 
-@pytest.fixture(autouse=True)
-def _dashboard_urls(settings: Any) -> None:
-    settings.ROOT_URLCONF = "tests.dashboard.urls"
-
-
 @pytest.fixture
 def operator(transactional_db: None, django_user_model: Any) -> Any:
     return django_user_model.objects.create_user("browser-operator", password=STAFF_PASSWORD, is_staff=True)

@@ -15,11 +15,6 @@ from scaling.models import ProviderGroup
 PROVIDER_KEY = "sk-dashboard-secret-key-4242424242"
 
 
-@pytest.fixture(autouse=True)
-def _dashboard_urls(settings: Any) -> None:
-    settings.ROOT_URLCONF = "tests.dashboard.urls"
-
-
 @pytest.fixture
 def staff(django_user_model: Any) -> Any:
     return django_user_model.objects.create_user("operator", password="pw-operator-1", is_staff=True)
