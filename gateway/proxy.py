@@ -51,7 +51,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import sync_to_async
 from django.utils import timezone
@@ -535,13 +535,17 @@ class _Proxy:
         began = time.perf_counter()
         try:
             client = await exits.enter_async_context(self.gateway.clients.client())
-            upstream = adapter_for(item.provider_type).stream_chat(
-                client,
-                _target(item),
-                request.messages,
-                max_tokens=request.max_tokens or item.max_tokens,
-                temperature=request.temperature if request.temperature is not None else item.temperature,
-                extra=request.extra,
+            # Every adapter's stream_chat is an async generator: closing it frees the connection.
+            upstream = cast(
+                AsyncGenerator[dict[str, Any], None],
+                adapter_for(item.provider_type).stream_chat(
+                    client,
+                    _target(item),
+                    request.messages,
+                    max_tokens=request.max_tokens or item.max_tokens,
+                    temperature=request.temperature if request.temperature is not None else item.temperature,
+                    extra=request.extra,
+                ),
             )
             exits.push_async_callback(upstream.aclose)
             try:
