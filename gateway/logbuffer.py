@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.db import (
@@ -55,11 +55,15 @@ class RequestLogBuffer:
         batch_size: int = BATCH_SIZE,
         interval: float = INTERVAL_SECONDS,
         background: bool = True,
+        write: Callable[[list[Row]], None] | None = None,
     ) -> None:
+        """`background`: start the writer thread with the first row (off: only flush() writes).
+        `write`: how a batch reaches the database (write_rows)."""
         self.capacity = capacity
         self.batch_size = batch_size
         self.interval = interval
         self.background = background
+        self._write = write or write_rows
         self.written = 0
         self.dropped = 0
         self.failed_flushes = 0
@@ -103,7 +107,7 @@ class RequestLogBuffer:
                 if not batch:
                     break
                 try:
-                    _write(batch)
+                    self._write(batch)
                 except (OperationalError, InterfaceError):
                     self._requeue(batch)
                     self.failed_flushes += 1
@@ -174,7 +178,8 @@ class RequestLogBuffer:
             self._drop_logged_at = now
 
 
-def _write(batch: list[Row]) -> None:
+def write_rows(batch: list[Row]) -> None:
+    """One bulk INSERT of the batch (in one transaction)."""
     try:
         with transaction.atomic():
             RequestLog.objects.bulk_create([RequestLog(**row) for row in batch])
