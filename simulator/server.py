@@ -65,6 +65,14 @@ _WORDS = (
     "failures", "and", "slow", "streams", "follow", "what", "the", "test", "configured",
 )  # fmt: skip
 _NAME = r"[A-Za-z0-9._~-]+"
+# Each provider's real base path shape, so adapters are tested against bases with and without /v1.
+BASE_PATHS = {
+    "openai": "/v1",
+    "anthropic": "/v1",
+    "openai_compatible": "/v1",
+    "zai": "/api/paas/v4",
+    "perplexity": "",
+}
 _SIM_PATH = re.compile(rf"/sim/(?P<name>{_NAME})(?P<rest>/.*)?")
 _CONTROL_PATH = re.compile(rf"/_control/instances/(?P<name>{_NAME})")
 
@@ -742,6 +750,14 @@ def _validated_anthropic(body: Any, behaviour: Behaviour) -> dict[str, Any]:
     if stops is not None and not (isinstance(stops, list) and all(isinstance(stop, str) for stop in stops)):
         raise Rejected(400, "stop_sequences: Input should be a list of strings")
     return body
+
+
+def instance_base_url(root_url: str, name: str, provider: str = "openai") -> str:
+    """The endpoint_url to register for simulated instance `name` of the given provider type."""
+    try:
+        return f"{root_url.rstrip('/')}/sim/{name}{BASE_PATHS[provider]}"
+    except KeyError:
+        raise ValueError(f"Unknown provider type {provider!r}; known: {sorted(BASE_PATHS)}") from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -23,16 +23,7 @@ import httpx
 import pytest
 import uvicorn
 
-from .server import Behaviour, SimulatorApp, uvicorn_config
-
-# Each provider's real base path shape, so adapters are tested against bases with and without /v1.
-BASE_PATHS = {
-    "openai": "/v1",
-    "anthropic": "/v1",
-    "openai_compatible": "/v1",
-    "zai": "/api/paas/v4",
-    "perplexity": "",
-}
+from .server import Behaviour, SimulatorApp, instance_base_url, uvicorn_config
 
 
 class SimulatorClient:
@@ -44,10 +35,7 @@ class SimulatorClient:
 
     def base_url(self, name: str, provider: str = "openai") -> str:
         """The endpoint_url to register for instance `name` of the given provider type."""
-        try:
-            return f"{self.root_url}/sim/{name}{BASE_PATHS[provider]}"
-        except KeyError:
-            raise ValueError(f"Unknown provider type {provider!r}; known: {sorted(BASE_PATHS)}") from None
+        return instance_base_url(self.root_url, name, provider)
 
     def configure(self, name: str, **behaviour: Any) -> dict[str, Any]:
         """Replace the instance's behaviour (fields not given take the server defaults); returns its document."""
