@@ -13,7 +13,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
@@ -86,6 +86,7 @@ class ProviderGroupAdmin(admin.ModelAdmin):
         "desired_instances",
         "max_instances",
         "active_instances",
+        "serving",
         "standby",
         "auto_scaling_enabled",
         "backend",
@@ -138,7 +139,8 @@ class ProviderGroupAdmin(admin.ModelAdmin):
         css = ADMIN_MEDIA_CSS
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ProviderGroup]:
-        return selectors.group_list()
+        # active_count: registered (not deregistered) instances, the column linking to them.
+        return selectors.group_list().annotate(active_count=F("total_instances"))
 
     def save_model(self, request: HttpRequest, obj: ProviderGroup, form: ProviderGroupForm, change: bool) -> None:
         changes = form.service_changes()
@@ -155,10 +157,14 @@ class ProviderGroupAdmin(admin.ModelAdmin):
             return
         obj.pk = saved.pk
 
-    @admin.display(description="active", ordering="active_instances")
+    @admin.display(description="active instances", ordering="active_count")
     def active_instances(self, obj: ProviderGroup) -> str:
         url = f"{reverse('admin:instances_aiinstance_changelist')}?group__id__exact={obj.pk}&is_active__exact=1"
-        return format_html('<a href="{}">{}</a>', url, obj.active_instances)  # type: ignore[attr-defined]
+        return format_html('<a href="{}">{}</a>', url, obj.active_count)  # type: ignore[attr-defined]  # annotated
+
+    @admin.display(description="serving")
+    def serving(self, obj: ProviderGroup) -> int:
+        return obj.active_instances  # type: ignore[attr-defined]  # annotated: healthy or degraded
 
     @admin.display(description="standby", ordering="standby_instances")
     def standby(self, obj: ProviderGroup) -> int:

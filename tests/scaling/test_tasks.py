@@ -4,10 +4,12 @@ records an action, the apply task activates a standby instance behind a real hea
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection, connections
 from django.utils import timezone
 
 from instances.choices import InstanceStatus
@@ -142,3 +144,63 @@ def test_the_command_dry_run_writes_nothing(capsys):
 def test_the_command_refuses_an_unknown_group():
     with pytest.raises(CommandError, match="No provider group with id 999999"):
         call_command("evaluate_scaling", "--group", "999999")
+
+
+# --- two workers at once (PostgreSQL: real row locks, real leases) --------------------------------
+
+needs_postgres = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="needs row locks; SQLite serialises writers"
+)
+
+
+def run_at_once(work, workers: int = 4) -> tuple[list, list[BaseException]]:
+    start = threading.Barrier(workers)
+    results: list = []
+    errors: list[BaseException] = []
+
+    def one() -> None:
+        try:
+            start.wait()
+            results.append(work())
+        except BaseException as exc:  # reported by the caller
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=one) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return results, errors
+
+
+@needs_postgres
+@pytest.mark.django_db(transaction=True)
+def test_workers_evaluating_one_group_at_once_record_one_action():
+    group = busy(scale_up_cooldown=0)
+    now = timezone.now()
+
+    results, errors = run_at_once(lambda: services.groups_evaluate(group_ids=[group.pk], now=now)[0]["outcome"])
+
+    assert errors == []
+    assert results.count("acted") == 1 and set(results) <= {"acted", "locked", "waiting"}
+    # The one action was recorded (and, Celery being eager here, applied: the pool had no standby).
+    assert ScalingEvent.objects.exclude(status="skipped").count() == 1
+
+
+@needs_postgres
+@pytest.mark.django_db(transaction=True)
+def test_workers_applying_one_event_at_once_apply_it_once(webhook):
+    group = busy()
+    services.group_configure_autoscaling(group=group, backend="webhook", backend_settings={"url": webhook.url})
+    # Recorded directly: an evaluation here would commit and run the (eager) apply task at once.
+    event_id = ScalingEvent.objects.create(group=group, direction="up", trigger="utilization", reason="test",
+                                           old_count=2, new_count=3, backend="webhook").pk
+
+    results, errors = run_at_once(lambda: services.group_apply_event(event_id=event_id))
+
+    assert errors == []
+    assert len([event for event in results if event is not None]) == 1
+    assert len(webhook.received) == 1
+    assert ScalingEvent.objects.get(pk=event_id).status == "completed"
