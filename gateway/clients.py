@@ -1,29 +1,61 @@
-"""The gateway's upstream HTTP clients: many small pools instead of one big one.
+"""The gateway's upstream HTTP clients: many small connection pools instead of one big one.
 
-httpcore's pool bookkeeping runs on every request start and end and is
-quadratic in the requests and connections of the pool (encode/httpcore#1035):
-one shared client turns CPU-bound past a few dozen concurrent requests
-(measured: ~200 req/s at 50 concurrent against ~1,700 with separate clients).
-So each request borrows the least busy client of its event loop, and a new
-client is opened when every client already carries PER_CLIENT requests; a
-client's pool therefore never sees more than PER_CLIENT requests at once.
+httpcore's pool bookkeeping runs at every request start and end and walks
+every queued request against every connection, polling idle sockets as it goes
+(encode/httpcore#1035): one shared client turns CPU-bound past a few dozen
+concurrent requests (measured by the providers' author: ~200 req/s at 50
+concurrent against ~1,700 with separate clients). So a request borrows a
+client of its upstream origin that carries fewer than PER_CLIENT requests, and
+a new client is opened when none does: no pool ever holds more than
+PER_CLIENT requests or connections, whatever the concurrency.
 
-Clients belong to the event loop that opened them (their connections do), so
-the pool keeps one set per running loop; a closed loop's set is dropped.
+Opening a client is cheap because all of them share one SSL context (httpx
+would load the CA bundle for each: ~30 ms). Clients belong to the event loop
+that opened them (their connections do), so clients are kept per running loop;
+a closed loop's are dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib.util
+import ssl
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import httpx
 
-from instances.providers import build_client
+from instances.providers.transport import USER_AGENT
 
-PER_CLIENT = 16
-MAX_CLIENTS = 256  # 4,096 concurrent upstream requests before clients are shared beyond PER_CLIENT
+# httpcore imports sniffio on every request to learn which async library runs it, and a failed
+# import is not cached: without sniffio installed that is a search of sys.path several times per
+# request (a quarter of the gateway's CPU in a profile). Recording the absence once makes the
+# import fail at once; httpcore then assumes asyncio, which is what runs the gateway.
+if importlib.util.find_spec("sniffio") is None:
+    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
+
+PER_CLIENT = 4
+MAX_CLIENTS_PER_ORIGIN = 1024  # past that, clients are shared beyond PER_CLIENT rather than multiplied
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    return httpx.create_ssl_context(trust_env=False)
+
+
+def small_client() -> httpx.AsyncClient:
+    """instances.providers.build_client's settings (no redirects, no environment, its user agent and
+    timeout backstop) with a pool of PER_CLIENT connections and the shared SSL context."""
+    return httpx.AsyncClient(
+        follow_redirects=False,
+        trust_env=False,
+        verify=_ssl_context(),
+        timeout=httpx.Timeout(30.0),
+        limits=httpx.Limits(max_connections=PER_CLIENT, max_keepalive_connections=PER_CLIENT, keepalive_expiry=30.0),
+        headers={"user-agent": USER_AGENT},
+    )
 
 
 class _Slot:
@@ -34,39 +66,35 @@ class _Slot:
         self.busy = 0
 
 
-def _small_client() -> httpx.AsyncClient:
-    # A client never carries much more than PER_CLIENT requests, so its pool stays small too.
-    return build_client(max_connections=4 * PER_CLIENT, max_keepalive_connections=2 * PER_CLIENT)
-
-
 class ClientPool:
     def __init__(
         self,
         *,
         per_client: int = PER_CLIENT,
-        max_clients: int = MAX_CLIENTS,
-        factory: Callable[[], httpx.AsyncClient] = _small_client,
+        max_clients: int = MAX_CLIENTS_PER_ORIGIN,
+        factory: Callable[[], httpx.AsyncClient] = small_client,
     ) -> None:
         self.per_client = per_client
         self.max_clients = max_clients
         self._factory = factory
-        self._slots: dict[int, tuple[asyncio.AbstractEventLoop, list[_Slot]]] = {}
+        # id(loop) -> (loop, origin -> slots); the loop is kept to tell a reused id from the same loop.
+        self._loops: dict[int, tuple[asyncio.AbstractEventLoop, dict[str, list[_Slot]]]] = {}
 
-    def _loop_slots(self) -> list[_Slot]:
+    def _origins(self) -> dict[str, list[_Slot]]:
         loop = asyncio.get_running_loop()
-        entry = self._slots.get(id(loop))
+        entry = self._loops.get(id(loop))
         if entry is None or entry[0] is not loop:
-            for key, (other, _) in list(self._slots.items()):
+            for key, (other, _) in list(self._loops.items()):
                 if other.is_closed():
-                    del self._slots[key]
-            entry = (loop, [])
-            self._slots[id(loop)] = entry
+                    del self._loops[key]
+            entry = (loop, {})
+            self._loops[id(loop)] = entry
         return entry[1]
 
     @asynccontextmanager
-    async def client(self) -> AsyncIterator[httpx.AsyncClient]:
-        """Borrow the least busy client of the running loop for one upstream request (or one whole stream)."""
-        slots = self._loop_slots()
+    async def client(self, origin: str) -> AsyncIterator[httpx.AsyncClient]:
+        """Borrow a client for one request (or one whole stream) to `origin` (scheme://host:port)."""
+        slots = self._origins().setdefault(origin, [])
         slot = min(slots, key=lambda s: s.busy) if slots else None
         if slot is None or (slot.busy >= self.per_client and len(slots) < self.max_clients):
             slot = _Slot(self._factory())
@@ -79,10 +107,11 @@ class ClientPool:
 
     def size(self) -> int:
         """Clients open on the running loop."""
-        return len(self._loop_slots())
+        return sum(len(slots) for slots in self._origins().values())
 
     async def aclose(self) -> None:
         """Close the running loop's clients (tests, shutdown)."""
-        for slot in self._loop_slots():
-            await slot.client.aclose()
-        self._slots.pop(id(asyncio.get_running_loop()), None)
+        for slots in self._origins().values():
+            for slot in slots:
+                await slot.client.aclose()
+        self._loops.pop(id(asyncio.get_running_loop()), None)

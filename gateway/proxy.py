@@ -42,16 +42,18 @@ snapshot) and marking an instance unhealthy after an auth failure.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
+import os
 import random
 import re
 import time
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 from asgiref.sync import sync_to_async
 from django.utils import timezone
@@ -81,6 +83,8 @@ MAX_BODY_BYTES = 8 * 1024 * 1024
 CLIENT_CLOSED_STATUS = 499  # nginx's code for "the client went away first"; only ever logged
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
+_IDS = random.Random()  # request ids need to be unique, not secret: no system call per request
+os.register_at_fork(after_in_child=_IDS.seed)  # forked workers must not repeat each other's ids
 # Body fields the gateway consumes; everything else goes to the provider as is.
 _OWN_FIELDS = frozenset(
     {"model", "messages", "stream", "stream_options", "temperature"}
@@ -343,6 +347,12 @@ class Attempt:
         }
 
 
+@functools.lru_cache(maxsize=4096)
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def _target(item: RoutableInstance) -> ProviderTarget:
     return ProviderTarget(
         provider_type=item.provider_type,
@@ -500,7 +510,7 @@ class _Proxy:
         item, request = routed.instance, self.request
         began = time.perf_counter()
         try:
-            async with self.gateway.clients.client() as client:
+            async with self.gateway.clients.client(_origin(item.endpoint_url)) as client:
                 result = await adapter_for(item.provider_type).chat(
                     client,
                     _target(item),
@@ -534,7 +544,7 @@ class _Proxy:
         exits = AsyncExitStack()
         began = time.perf_counter()
         try:
-            client = await exits.enter_async_context(self.gateway.clients.client())
+            client = await exits.enter_async_context(self.gateway.clients.client(_origin(item.endpoint_url)))
             # Every adapter's stream_chat is an async generator: closing it frees the connection.
             upstream = cast(
                 AsyncGenerator[dict[str, Any], None],
@@ -737,7 +747,7 @@ class Gateway:
     def request_id(headers: Mapping[str, str]) -> str:
         """The caller's X-Request-ID when it is a sane token, else a new one; also set for the logs."""
         given = headers.get("x-request-id") or ""
-        request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        request_id = given if _REQUEST_ID.fullmatch(given) else f"{_IDS.getrandbits(128):032x}"
         set_request_id(request_id)
         return request_id
 
