@@ -3,7 +3,7 @@
     python bench/health_sweep.py                      # scratch SQLite with the embedded default's settings
     DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres python bench/health_sweep.py
                                                       # a scratch database `<name>_bench_health_sweep` there
-    python bench/health_sweep.py --concurrency 30 100 --proposed-pools --profile
+    python bench/health_sweep.py --concurrency 30 100 --profile
 
 What it does:
 
@@ -29,9 +29,7 @@ What it does:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import cProfile
-import math
 import os
 import platform
 import pstats
@@ -41,7 +39,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -187,48 +184,11 @@ class SweepFigures:
         return self.seconds <= interval and self.statuses.get("healthy", 0) == self.checks
 
 
-POOL_SHARE = 16
-
-
-async def proposed_run_all(jobs: list[Any], concurrency: int) -> list[Any]:
-    """The change proposed for instances.health.services._run_all (measured with --proposed-pools).
-
-    `concurrency` workers take jobs from one queue; worker w uses client w % k of
-    k = ceil(concurrency / 16) httpx clients, so no client has more than 16 requests in flight and
-    its pool stays small. httpcore 1.0's pool bookkeeping (_assign_requests_to_connections, run on
-    every request start and end) is quadratic in the pool's connections (encode/httpcore#1035), which
-    makes one shared pool CPU-bound above ~50 connections.
-    """
-    from contextlib import AsyncExitStack
-
-    from instances.health.checks import run_check
-    from instances.providers.transport import build_client
-
-    pending = deque(enumerate(jobs))
-    results: list[Any] = [None] * len(jobs)
-    async with AsyncExitStack() as stack:
-        clients = [
-            await stack.enter_async_context(
-                build_client(max_connections=2 * POOL_SHARE, max_keepalive_connections=2 * POOL_SHARE)
-            )
-            for _ in range(max(1, math.ceil(concurrency / POOL_SHARE)))
-        ]
-
-        async def worker(client: Any) -> None:
-            while pending:
-                index, (pk, target, context, types) = pending.popleft()
-                results[index] = (pk, [await run_check(client, target, kind, context) for kind in types])
-
-        workers = min(concurrency, len(jobs))
-        await asyncio.gather(*(worker(clients[number % len(clients)]) for number in range(workers)))
-    return results
-
-
-def instrument(phases: Phases, *, proposed_pools: bool) -> None:
+def instrument(phases: Phases) -> None:
     from instances.health import services
 
     sweep_claimed, health_record = services._sweep_claimed, services.health_record
-    run_all: Any = proposed_run_all if proposed_pools else services._run_all
+    run_all: Any = services._run_all
 
     def timed_sweep_claimed(*args: Any, **kwargs: Any) -> Any:
         phases.claimed_start = time.perf_counter()
@@ -347,10 +307,6 @@ def main() -> None:
     parser.add_argument(
         "--profile", action="store_true", help="cProfile the last sweep's recording phase and print the top entries."
     )
-    parser.add_argument(
-        "--proposed-pools", action="store_true",
-        help="Experiment: run the sweep with proposed_run_all (several small httpx pools) instead of _run_all.",
-    )  # fmt: skip
     options = parser.parse_args()
 
     scratch = prepare_environment()
@@ -371,9 +327,7 @@ def main() -> None:
         print(f"migrated in {time.perf_counter() - started:.1f} s")
         register(options.instances, root_url)
         phases = Phases()
-        instrument(phases, proposed_pools=options.proposed_pools)
-        if options.proposed_pools:
-            print(f"experiment: _run_all replaced by the proposed one (httpx clients of {POOL_SHARE} checks each)")
+        instrument(phases)
 
         print(
             "\n(seconds per phase; sql/chk: statements per check while recording; sql ms and rec ms: time per check in"

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import uuid
+from collections import deque
 from collections.abc import Iterable, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import httpx
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -150,20 +154,36 @@ def health_record(
     return check, transition
 
 
+# No client pool carries more than this many checks at once: httpcore's pool
+# bookkeeping is quadratic in its connections (encode/httpcore#1035), and one
+# shared pool turned the sweep CPU-bound above ~50 concurrent checks
+# (bench/README.md, "Health sweep").
+CHECKS_PER_CLIENT = 16
+
+
 async def _run_all(
     jobs: Sequence[tuple[int, ProviderTarget, CheckContext, list[str]]], concurrency: int
 ) -> list[tuple[int, list[CheckResult]]]:
-    """Check every instance concurrently, at most `concurrency` instances at once, over one connection pool."""
-    semaphore = asyncio.Semaphore(concurrency)
-    async with build_client(max_connections=max(concurrency * 2, 20)) as client:
+    """Check every instance, `concurrency` instances at a time: that many workers take jobs
+    from one queue, worker w using client w % k of k = ceil(concurrency / CHECKS_PER_CLIENT)."""
+    pending = deque(enumerate(jobs))
+    results: list[tuple[int, list[CheckResult]]] = [(pk, []) for pk, *_ in jobs]
+    workers = max(1, min(concurrency, len(jobs)))
+    async with AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(
+                build_client(max_connections=CHECKS_PER_CLIENT, max_keepalive_connections=CHECKS_PER_CLIENT)
+            )
+            for _ in range(math.ceil(workers / CHECKS_PER_CLIENT))
+        ]
 
-        async def one(
-            pk: int, target: ProviderTarget, context: CheckContext, types: list[str]
-        ) -> tuple[int, list[CheckResult]]:
-            async with semaphore:
-                return pk, [await run_check(client, target, check_type, context) for check_type in types]
+        async def worker(client: httpx.AsyncClient) -> None:
+            while pending:
+                index, (pk, target, context, types) = pending.popleft()
+                results[index] = (pk, [await run_check(client, target, kind, context) for kind in types])
 
-        return await asyncio.gather(*(one(*job) for job in jobs))
+        await asyncio.gather(*(worker(clients[number % len(clients)]) for number in range(workers)))
+    return results
 
 
 def _claim(ids: Iterable[int], *, now: datetime) -> tuple[uuid.UUID, list[AIInstance]]:
