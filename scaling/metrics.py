@@ -15,7 +15,7 @@ Over the ``window_seconds`` before ``now`` (instances "serving" = active and hea
   the last ``history_minutes``: InstanceMetrics rollups where they exist, RequestLog counts for
   the minutes after the latest rollup; minutes before any data are None.
 
-Five queries whatever the group size (one more when predictive).
+At most four queries whatever the group size, two more for a predictive group's history.
 """
 
 from __future__ import annotations
