@@ -305,12 +305,12 @@ def build_families(samples: Mapping[Key, float], *, error: bool = False) -> list
             family.add_metric([dict(labels).get(n, "") for n in label_names], value)
         families.append(family)
     for short, (doc, label_names) in GAUGES.items():
-        family = GaugeMetricFamily(f"{PREFIX}{short}", doc, labels=label_names)
+        gauge = GaugeMetricFamily(f"{PREFIX}{short}", doc, labels=label_names)
         if short == "scrape_error":
-            family.add_metric([], 1.0 if error else 0.0)
+            gauge.add_metric([], 1.0 if error else 0.0)
         for labels, value in sorted(grouped.get(f"{PREFIX}{short}", [])):
-            family.add_metric([dict(labels).get(n, "") for n in label_names], value)
-        families.append(family)
+            gauge.add_metric([dict(labels).get(n, "") for n in label_names], value)
+        families.append(gauge)
 
     short, doc, label_names = HISTOGRAM
     name = f"{PREFIX}{short}"
