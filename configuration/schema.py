@@ -361,6 +361,7 @@ SCHEMA = Section(
                 "scale_down_cooldown": cooldown(600),
                 "scale_down_stabilization_seconds": cooldown(300),
                 "evaluation_interval": seconds(30),
+                "manual_pause_seconds": cooldown(900),
             }
         ),
         "monitoring": Section(

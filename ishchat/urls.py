@@ -15,6 +15,7 @@ urlpatterns = [
     # Before instances.api.urls, whose instances/<instance_id> would take these paths.
     path("api/", include("gateway.api.urls")),
     path("api/", include("monitoring.api.urls")),
+    path("api/", include("scaling.api.urls")),
     path("api/", include("instances.api.urls")),
     path("api/", include("alerts.api.urls")),
     path("dashboard/", include("dashboard.urls")),

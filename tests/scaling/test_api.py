@@ -17,8 +17,7 @@ from instances.models import AIInstance
 from scaling.models import ProviderGroup, ScalingEvent
 from tests.scaling.support import TRACKING, make_group, make_member
 
-# tests/scaling/urls.py puts the auto-scaling routes first, as ishchat/urls.py is to.
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.scaling.urls")]
+pytestmark = pytest.mark.django_db
 
 GROUPS = "/api/instances/groups"
 SEED_GROUP = {
