@@ -52,7 +52,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 from asgiref.sync import sync_to_async
@@ -74,6 +74,8 @@ from instances.providers.openai import parse_usage
 from ishchat.request_context import set_request_id
 
 logger = logging.getLogger(__name__)
+
+R = TypeVar("R")
 
 BACKOFF_SECONDS = (0.02, 0.08)
 ROUTING_REFRESH_SECONDS = 0.5
@@ -434,38 +436,46 @@ class _Proxy:
 
     async def _admit(self, route: Route, tried: set[str]) -> tuple[Routed, Lease] | None:
         """Select an instance of the route not tried yet and take its lease; None when none is eligible."""
-        refused: set[str] = set()
-        store = self.context.router.store
-        while True:
-            began = time.perf_counter()
-            try:
-                routed = self.context.router.select(
-                    route, session_id=self.request.session_id, exclude=frozenset(tried | refused)
-                )
-            except NoEligibleInstance as exc:
-                self.routing_ms += (time.perf_counter() - began) * 1000
-                self.unavailable.append((route, exc))
-                return None
+        if self.pause_first:  # after a failure: a short jittered pause before choosing again
+            self.pause_first = False
+            await asyncio.sleep(self.gateway.rng.uniform(*self.gateway.backoff))
+        began = time.perf_counter()
+        try:
+            return await self._store_call(self._select_and_begin, route, tried)
+        except NoEligibleInstance as exc:
+            self.unavailable.append((route, exc))
+            return None
+        finally:
             self.routing_ms += (time.perf_counter() - began) * 1000
-            if self.pause_first:  # after a failure: a short jittered pause, before taking the lease
-                self.pause_first = False
-                await asyncio.sleep(self.gateway.rng.uniform(*self.gateway.backoff))
-            began = time.perf_counter()
+
+    def _select_and_begin(self, route: Route, tried: set[str]) -> tuple[Routed, Lease]:
+        """Synchronous (the shared state): select, then begin; an instance refusing at begin is
+        excluded and another one selected. NoEligibleInstance when none is left."""
+        refused: set[str] = set()
+        while True:
+            routed = self.context.router.select(
+                route, session_id=self.request.session_id, exclude=frozenset(tried | refused)
+            )
             item = routed.instance
             lease_seconds = STREAM_LEASE_SECONDS if self.request.stream else item.timeout + LEASE_MARGIN_SECONDS
-            admission = store.begin(
+            admission = self.context.router.store.begin(
                 item.candidate,
                 pool=route.pool,
                 now=time.time(),
                 breaker=routed.policy.breaker,
                 lease_seconds=lease_seconds,
             )
-            self.routing_ms += (time.perf_counter() - began) * 1000
             if admission.lease is not None:
                 return routed, admission.lease
             refused.add(item.instance_id)
 
-    def _settle(
+    async def _store_call(self, function: Callable[..., R], *args: Any) -> R:
+        """A shared-state call: on the event loop, or in a worker thread (Gateway.state_in_thread)."""
+        if self.gateway.state_in_thread:
+            return await asyncio.to_thread(function, *args)
+        return function(*args)
+
+    async def _settle(
         self,
         routed: Routed,
         lease: Lease,
@@ -475,6 +485,11 @@ class _Proxy:
         tokens: int = 0,
     ) -> BreakerEvent | None:
         """store.finish for one attempt: breaker outcome, latency, tokens; the in-flight lease ends."""
+        return await self._store_call(self._finish, routed, lease, error, latency_ms, tokens)
+
+    def _finish(
+        self, routed: Routed, lease: Lease, error: ProviderError | None, latency_ms: float | None, tokens: int
+    ) -> BreakerEvent | None:
         return self.context.router.store.finish(
             lease,
             outcome=outcome_for_error(error.kind if error else None),
@@ -486,9 +501,10 @@ class _Proxy:
             retry_after=error.retry_after if error else None,
         )
 
-    def _settle_cancelled(self, routed: Routed, lease: Lease, latency_ms: float | None = None) -> None:
-        """The client left: the lease ends; the instance did nothing wrong (see the report on neutral outcomes)."""
-        self._settle(routed, lease, None, latency_ms=latency_ms)
+    async def _settle_cancelled(self, routed: Routed, lease: Lease, latency_ms: float | None = None) -> None:
+        """The client left (or a bug): the lease ends. The balancer has no neutral outcome, so this
+        reports a success: the instance did nothing wrong."""
+        await self._settle(routed, lease, None, latency_ms=latency_ms)
 
     async def _after_failure(self, routed: Routed, error: ProviderError, event: BreakerEvent | None) -> None:
         item = routed.instance
@@ -523,14 +539,14 @@ class _Proxy:
             elapsed_ms = (time.perf_counter() - began) * 1000
             self.upstream_ms += elapsed_ms
             attempt.error = exc
-            event = self._settle(routed, lease, exc, latency_ms=self._latency_for(exc, elapsed_ms))
+            event = await self._settle(routed, lease, exc, latency_ms=self._latency_for(exc, elapsed_ms))
             await self._after_failure(routed, exc, event)
             return None
         except BaseException:  # the client left (cancelled), or a bug: the lease must end either way
-            self._settle_cancelled(routed, lease)
+            await self._settle_cancelled(routed, lease)
             raise
         self.upstream_ms += result.latency_ms
-        self._settle(routed, lease, None, latency_ms=result.latency_ms, tokens=result.usage.total_tokens)
+        await self._settle(routed, lease, None, latency_ms=result.latency_ms, tokens=result.usage.total_tokens)
         body = dumps(result.openai_response)
         headers = self._headers(item)
         self._log(RequestStatus.SUCCESS, 200, usage=result.usage)
@@ -567,11 +583,11 @@ class _Proxy:
             elapsed_ms = (time.perf_counter() - began) * 1000
             self.upstream_ms += elapsed_ms
             attempt.error = exc
-            event = self._settle(routed, lease, exc, latency_ms=self._latency_for(exc, elapsed_ms))
+            event = await self._settle(routed, lease, exc, latency_ms=self._latency_for(exc, elapsed_ms))
             await self._after_failure(routed, exc, event)
             return None
         except BaseException:
-            self._settle_cancelled(routed, lease)
+            await self._settle_cancelled(routed, lease)
             await exits.aclose()
             raise
         first_ms = (time.perf_counter() - began) * 1000
@@ -613,7 +629,7 @@ class _Proxy:
             counted = parse_usage(usage)
             if finished:
                 error = attempt.error
-                event = self._settle(routed, lease, error, latency_ms=first_ms, tokens=counted.total_tokens)
+                event = await self._settle(routed, lease, error, latency_ms=first_ms, tokens=counted.total_tokens)
                 if error is not None:
                     self._log(_request_status(error), 200, usage=counted, error=f"after the first chunk: {error}")
                     logger.warning("Stream from %s failed after its first chunk: %s", routed.instance.name, error)
@@ -622,7 +638,7 @@ class _Proxy:
                 else:
                     self._log(RequestStatus.SUCCESS, 200, usage=counted)
             else:  # the client went away (GeneratorExit, CancelledError) or a bug
-                self._settle_cancelled(routed, lease, latency_ms=first_ms)
+                await self._settle_cancelled(routed, lease, latency_ms=first_ms)
                 self._log(RequestStatus.CLIENT_CLOSED, CLIENT_CLOSED_STATUS, usage=counted, error="client closed")
         if attempt.error is not None:
             error = attempt.error
@@ -742,6 +758,10 @@ class Gateway:
     authenticator: Authenticator = field(default_factory=Authenticator)
     rng: random.Random = field(default_factory=random.Random)
     backoff: tuple[float, float] = BACKOFF_SECONDS
+    # Shared-state calls in a worker thread instead of on the event loop. Off: with a local Redis
+    # the thread hops cost more CPU than the blocked loop loses (bench/README.md "Gateway"); worth
+    # measuring with a distant Redis, whose round trips would stall the loop.
+    state_in_thread: bool = False
 
     @staticmethod
     def request_id(headers: Mapping[str, str]) -> str:

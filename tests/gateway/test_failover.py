@@ -303,3 +303,19 @@ def test_tokens_used_count_against_the_instances_token_limit(gateway_client, fle
     assert first.json()["usage"]["total_tokens"] > 20
     assert total(sim_server, "a") == 1  # over its tokens per minute after the first reply
     assert total(sim_server, "b") == 1
+
+
+def test_the_shared_state_can_be_used_from_a_worker_thread(fleet, sim_server):
+    from gateway.logbuffer import RequestLogBuffer
+    from gateway.proxy import Gateway
+
+    client = GatewayClient(Gateway(log_buffer=RequestLogBuffer(background=False), state_in_thread=True))
+    broken = fleet("a", priority=0)
+    good = fleet("b", priority=1)
+    sim_server.configure("a", failure_rate=1.0)
+
+    response = client.chat()
+
+    assert response.headers["x-instance-id"] == str(good.instance_id)
+    assert client.breaker(broken).consecutive_failures == 1
+    assert client.in_flight(broken) == client.in_flight(good) == 0
