@@ -8,11 +8,16 @@ tables: select_related, no full counts, raw id widgets.
 
 from __future__ import annotations
 
+import copy
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import ValidationError
 from django.db.models import F, FloatField, Model, QuerySet
 from django.db.models.functions import Cast
@@ -24,7 +29,10 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.debug import sensitive_post_parameters
 
+from gateway import services as lb_services
 from instances import services
+from instances.balancer.breaker import BreakerState, Phase
+from instances.balancer.state import get_state_store
 from instances.choices import PARKED_STATUSES, InstanceStatus
 from instances.forms import AIInstanceAdminForm
 from instances.models import (
@@ -87,6 +95,39 @@ class OverloadedFilter(admin.SimpleListFilter):
         if self.value() == "idle":
             return queryset.filter(current_load=0)
         return queryset
+
+
+class OpenBreakerFilter(admin.SimpleListFilter):
+    """Instances whose circuit breaker is not closed, read from the shared balancer state."""
+
+    title = "circuit breaker"
+    parameter_name = "breaker"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("open", "Open or half-open")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[AIInstance]) -> QuerySet[AIInstance]:
+        if self.value() != "open":
+            return queryset
+        # The store keeps breakers by instance id and cannot be queried by phase:
+        # read every active instance's breaker in one call, keep the ones not closed.
+        ids = [str(iid) for iid in queryset.filter(is_active=True).values_list("instance_id", flat=True)]
+        now = time.time()
+        states = get_state_store().breaker_states(ids)
+        not_closed = [iid for iid, state in states.items() if state.phase_at(now) is not Phase.CLOSED]
+        return queryset.filter(instance_id__in=not_closed)
+
+
+class BreakerChangeList(ChangeList):
+    """Reads the breakers of the page's rows from the shared state in one call."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        # Iterating fills the page queryset's cache: the template renders these same objects.
+        rows = list(self.result_list)
+        states = get_state_store().breaker_states([str(row.instance_id) for row in rows])
+        for row in rows:
+            row.breaker_state = states[str(row.instance_id)]
 
 
 # --- Read-only history inlines -------------------------------------------------
@@ -170,6 +211,7 @@ class AIInstanceAdmin(admin.ModelAdmin):
         "priority",
         "group",
         "region",
+        "breaker_column",
         "last_health_check_at",
     )
     list_filter = (
@@ -177,6 +219,7 @@ class AIInstanceAdmin(admin.ModelAdmin):
         "status",
         NeedsAttentionFilter,
         OverloadedFilter,
+        OpenBreakerFilter,
         "is_active",
         "group",
         "region",
@@ -211,6 +254,9 @@ class AIInstanceAdmin(admin.ModelAdmin):
             .get_queryset(request)
             .annotate(utilisation=Cast("current_load", FloatField()) / F("max_concurrent_requests"))
         )
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return BreakerChangeList
 
     def get_fieldsets(self, request: HttpRequest, obj: AIInstance | None = None) -> Any:
         routing = (
@@ -332,6 +378,26 @@ class AIInstanceAdmin(admin.ModelAdmin):
             return "—"
         level = "ok" if obj.health_score >= 0.8 else "warn" if obj.health_score >= 0.5 else "bad"
         return format_html('<span class="ism-score ism-score--{}">{}</span>', level, f"{obj.health_score:.2f}")
+
+    @admin.display(description="breaker")
+    def breaker_column(self, obj: AIInstance) -> str:
+        state: BreakerState | None = getattr(obj, "breaker_state", None)
+        if state is None:
+            return "—"
+        phase = state.phase_at(time.time())
+        if phase is Phase.OPEN:
+            until = datetime.fromtimestamp(state.open_until, tz=UTC).strftime("%H:%M:%S UTC")
+            return format_html(
+                '{} <span class="ism-muted">until {}, ejection {}</span>',
+                status_badge("unhealthy", "open"),
+                until,
+                state.ejections,
+            )
+        if phase is Phase.HALF_OPEN:
+            return status_badge("degraded", "half-open")
+        if state.consecutive_failures:
+            return format_html('closed <span class="ism-muted">{} failing</span>', state.consecutive_failures)
+        return "closed"
 
     @admin.display(description="API key")
     def api_key_display(self, obj: AIInstance) -> str:
@@ -574,8 +640,32 @@ class StatusTransitionAdmin(ReadOnlyAdmin):
 # --- Balancing configuration (editable) --------------------------------------------
 
 
+class LoadBalancerConfigForm(forms.ModelForm):
+    """Checks a row as gateway.services.lb_config_check does, so a bad row is a form error, not a failed save."""
+
+    class Meta:
+        model = LoadBalancerConfig
+        fields = sorted(lb_services.LB_CONFIG_FIELDS)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        # Check a copy: the form's instance is filled in later (_post_clean). A
+        # field given an error here is left out of the model's constraint checks,
+        # so the operator sees the field's message, not "constraint violated".
+        probe = copy.copy(self.instance)
+        for name, value in cleaned.items():
+            setattr(probe, name, value)
+        try:
+            lb_services.lb_config_check(probe)
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                self.add_error(field if field in self.fields else None, errors)
+        return cleaned
+
+
 @admin.register(LoadBalancerConfig)
 class LoadBalancerConfigAdmin(admin.ModelAdmin):
+    form = LoadBalancerConfigForm
     list_display = (
         "scope",
         "provider_type",
@@ -620,3 +710,22 @@ class LoadBalancerConfigAdmin(admin.ModelAdmin):
     def scope(self, obj: LoadBalancerConfig) -> str:
         return str(obj)
 
+    # Writes go through gateway.services, as the API's do.
+
+    def save_model(self, request: HttpRequest, obj: LoadBalancerConfig, form: Any, change: bool) -> None:
+        values = {name: form.cleaned_data[name] for name in form.cleaned_data if name in lb_services.LB_CONFIG_FIELDS}
+        if change:
+            stored = LoadBalancerConfig.objects.get(pk=obj.pk)
+            changes = {name: values[name] for name in form.changed_data if name in values}
+            saved = lb_services.lb_config_update(config=stored, changes=changes)
+        else:
+            saved = lb_services.lb_config_create(**values)
+        # The admin goes on with `obj` (messages, log entry, redirect).
+        obj.pk, obj.created_at, obj.updated_at = saved.pk, saved.created_at, saved.updated_at
+
+    def delete_model(self, request: HttpRequest, obj: LoadBalancerConfig) -> None:
+        lb_services.lb_config_delete(config=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[LoadBalancerConfig]) -> None:
+        for config in queryset:
+            lb_services.lb_config_delete(config=config)

@@ -1,9 +1,15 @@
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
+from gateway.selectors import DEFAULT_WINDOW_MINUTES, MAX_WINDOW_MINUTES
+from gateway.services import LB_CONFIG_LIMITS
 from instances.api.serializers import InstanceSerializer
+from instances.balancer.breaker import Phase
 from instances.choices import ProviderType, Strategy
+from instances.models import LoadBalancerConfig
 from ishchat.api import StrictFieldsMixin
 
 
@@ -44,3 +50,197 @@ class NoInstanceSerializer(serializers.Serializer):
     detail = serializers.CharField()
     code = serializers.CharField()
     rejections = serializers.DictField(child=serializers.IntegerField())
+
+
+# --- Load-balancer metrics, utilisation and breakers ---------------------------------
+
+
+class WindowQuerySerializer(StrictFieldsMixin, serializers.Serializer):
+    time_window_minutes = serializers.IntegerField(
+        min_value=1, max_value=MAX_WINDOW_MINUTES, required=False, default=DEFAULT_WINDOW_MINUTES
+    )
+    provider_type = serializers.ChoiceField(choices=ProviderType.choices, required=False)
+    model_name = serializers.CharField(max_length=200, required=False)
+
+
+class BreakerQuerySerializer(StrictFieldsMixin, serializers.Serializer):
+    phase = serializers.ChoiceField(choices=[(phase.value, phase.value) for phase in Phase], required=False)
+    provider_type = serializers.ChoiceField(choices=ProviderType.choices, required=False)
+    model_name = serializers.CharField(max_length=200, required=False)
+
+
+class BreakerSerializer(serializers.Serializer):
+    phase = serializers.ChoiceField(choices=[(phase.value, phase.value) for phase in Phase])
+    consecutive_failures = serializers.IntegerField()
+    ejections = serializers.IntegerField(help_text="Consecutive ejections; each doubles the next open time.")
+    open_until = serializers.DateTimeField(allow_null=True, help_text="Set while the breaker is open.")
+    cooling_until = serializers.DateTimeField(allow_null=True, help_text="Set while cooling after a 429.")
+    window_calls = serializers.IntegerField(help_text="Calls in the breaker's sliding window.")
+    window_failures = serializers.IntegerField()
+
+
+class InstanceBreakerSerializer(BreakerSerializer):
+    instance_id = serializers.CharField()
+    instance_name = serializers.CharField()
+    provider_type = serializers.CharField()
+    model_name = serializers.CharField()
+    status = serializers.CharField()
+
+
+class BreakerListSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    by_phase = serializers.DictField(child=serializers.IntegerField(), help_text="Every listed scope, unfiltered.")
+    results = InstanceBreakerSerializer(many=True)
+
+
+class InstanceLoadSerializer(serializers.Serializer):
+    instance_id = serializers.CharField()
+    instance_name = serializers.CharField()
+    provider_type = serializers.CharField()
+    model_name = serializers.CharField()
+    status = serializers.CharField()
+    current_load = serializers.IntegerField(help_text="In-flight requests the instance last reported (registry).")
+    in_flight = serializers.IntegerField(help_text="Requests the gateway holds leases for, fleet-wide (shared state).")
+    max_concurrent_requests = serializers.IntegerField()
+    utilization = serializers.FloatField(help_text="max(current_load, in_flight) / max_concurrent_requests.")
+    latency_ms = serializers.FloatField(allow_null=True, help_text="Peak-EWMA latency estimate.")
+    success_rate = serializers.FloatField(allow_null=True, help_text="Over the breaker's sliding window.")
+    rate_limited = serializers.BooleanField()
+    breaker = BreakerSerializer()
+    activations = serializers.IntegerField(help_text="Requests this instance answered in the window.")
+    successes = serializers.IntegerField()
+    failures = serializers.IntegerField()
+    failovers_in = serializers.IntegerField(help_text="Answered requests that failed over from another instance.")
+    failed_over_from = serializers.IntegerField(help_text="Requests that left this instance for another.")
+
+
+class LoadBalancerMetricsSerializer(serializers.Serializer):
+    time_window_minutes = serializers.IntegerField()
+    window_start = serializers.DateTimeField()
+    window_end = serializers.DateTimeField()
+    total_requests = serializers.IntegerField()
+    successful_requests = serializers.IntegerField()
+    failed_requests = serializers.IntegerField(help_text="error, timeout and rate_limited.")
+    failover_requests = serializers.IntegerField()
+    client_closed_requests = serializers.IntegerField()
+    success_rate = serializers.FloatField(allow_null=True)
+    failure_rate = serializers.FloatField(allow_null=True)
+    failover_rate = serializers.FloatField(allow_null=True)
+    requests_by_status = serializers.DictField(child=serializers.IntegerField())
+    average_routing_ms = serializers.FloatField(allow_null=True)
+    average_total_latency_ms = serializers.FloatField(allow_null=True)
+    total_in_flight = serializers.IntegerField()
+    total_capacity = serializers.IntegerField()
+    breakers_by_phase = serializers.DictField(child=serializers.IntegerField())
+    instances = InstanceLoadSerializer(many=True)
+
+
+class InstanceUtilizationSerializer(serializers.Serializer):
+    instance_id = serializers.CharField()
+    instance_name = serializers.CharField()
+    provider_type = serializers.CharField()
+    model_name = serializers.CharField()
+    requests = serializers.IntegerField()
+    successes = serializers.IntegerField()
+    failures = serializers.IntegerField(help_text="error, timeout and rate_limited.")
+    success_rate = serializers.FloatField(allow_null=True)
+    failure_rate = serializers.FloatField(allow_null=True)
+    average_ms = serializers.FloatField(allow_null=True)
+    p50_ms = serializers.FloatField(allow_null=True)
+    p95_ms = serializers.FloatField(allow_null=True)
+    p99_ms = serializers.FloatField(allow_null=True)
+    latency_samples = serializers.IntegerField(help_text="Latencies the percentiles were computed from.")
+
+
+class LoadBalancerUtilizationSerializer(serializers.Serializer):
+    time_window_minutes = serializers.IntegerField()
+    window_start = serializers.DateTimeField()
+    window_end = serializers.DateTimeField()
+    percentiles = serializers.ChoiceField(
+        choices=[("exact", "exact"), ("sampled", "sampled")],
+        help_text="exact: every latency in the window (PostgreSQL); sampled: each instance's most recent "
+        "latency_sample_cap latencies.",
+    )
+    latency_sample_cap = serializers.IntegerField(allow_null=True)
+    instances = InstanceUtilizationSerializer(many=True)
+
+
+# --- LoadBalancerConfig --------------------------------------------------------------
+
+
+def _int(name: str, **kwargs: Any) -> serializers.IntegerField:
+    low, high = LB_CONFIG_LIMITS[name]
+    return serializers.IntegerField(min_value=int(low), max_value=int(high), required=False, **kwargs)
+
+
+def _float(name: str) -> serializers.FloatField:
+    low, high = LB_CONFIG_LIMITS[name]
+    return serializers.FloatField(min_value=low, max_value=high, required=False)
+
+
+class LoadBalancerConfigWriteSerializer(StrictFieldsMixin, serializers.Serializer):
+    """POST takes provider_type and any of the others (defaults as the model's); PATCH any subset."""
+
+    provider_type = serializers.ChoiceField(choices=ProviderType.choices)
+    model_name = serializers.CharField(max_length=200, required=False, allow_blank=True, help_text="Blank: all models.")
+    strategy = serializers.ChoiceField(choices=Strategy.choices, required=False)
+    health_check_interval = _int("health_check_interval")
+    healthy_threshold = _int("healthy_threshold")
+    unhealthy_threshold = _int("unhealthy_threshold")
+    min_health_score = _float("min_health_score")
+    failover_enabled = serializers.BooleanField(required=False)
+    max_failover_attempts = _int("max_failover_attempts")
+    breaker_failure_threshold = _int("breaker_failure_threshold")
+    breaker_failure_rate = _float("breaker_failure_rate")
+    breaker_min_calls = _int("breaker_min_calls")
+    breaker_open_seconds = _int("breaker_open_seconds")
+    breaker_max_open_seconds = _int("breaker_max_open_seconds", help_text="At least breaker_open_seconds.")
+    breaker_half_open_probes = _int("breaker_half_open_probes")
+    max_ejection_share = _float("max_ejection_share")
+    session_affinity = serializers.BooleanField(required=False)
+    session_ttl_seconds = _int("session_ttl_seconds")
+    is_active = serializers.BooleanField(required=False)
+
+
+class LoadBalancerConfigUpdateSerializer(LoadBalancerConfigWriteSerializer):
+    provider_type = serializers.ChoiceField(choices=ProviderType.choices, required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["partial"] = True
+        super().__init__(*args, **kwargs)
+
+
+class LoadBalancerConfigSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = LoadBalancerConfig
+        fields = [
+            "id",
+            "provider_type",
+            "model_name",
+            "strategy",
+            "health_check_interval",
+            "healthy_threshold",
+            "unhealthy_threshold",
+            "min_health_score",
+            "failover_enabled",
+            "max_failover_attempts",
+            "breaker_failure_threshold",
+            "breaker_failure_rate",
+            "breaker_min_calls",
+            "breaker_open_seconds",
+            "breaker_max_open_seconds",
+            "breaker_half_open_probes",
+            "max_ejection_share",
+            "session_affinity",
+            "session_ttl_seconds",
+            "is_active",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class LoadBalancerConfigListQuerySerializer(StrictFieldsMixin, serializers.Serializer):
+    provider_type = serializers.ChoiceField(choices=ProviderType.choices, required=False)
+    limit = serializers.IntegerField(min_value=1, max_value=1000, required=False, default=100)
+    offset = serializers.IntegerField(min_value=0, required=False, default=0)

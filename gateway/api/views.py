@@ -1,17 +1,33 @@
-"""POST /api/instances/select-instance: which instance would take this request, and why."""
+"""The balancer's API: POST /api/instances/select-instance (which instance would
+take this request, and why), the load-balancer metrics, utilisation and
+breaker reads, and the LoadBalancerConfig rows."""
 
 from __future__ import annotations
 
 import time
 
-from drf_spectacular.utils import extend_schema
-from rest_framework import status
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from gateway.api.serializers import NoInstanceSerializer, SelectInstanceSerializer, SelectionResultSerializer
+from gateway import selectors, services
+from gateway.api.serializers import (
+    BreakerListSerializer,
+    BreakerQuerySerializer,
+    LoadBalancerConfigListQuerySerializer,
+    LoadBalancerConfigSerializer,
+    LoadBalancerConfigUpdateSerializer,
+    LoadBalancerConfigWriteSerializer,
+    LoadBalancerMetricsSerializer,
+    LoadBalancerUtilizationSerializer,
+    NoInstanceSerializer,
+    SelectInstanceSerializer,
+    SelectionResultSerializer,
+    WindowQuerySerializer,
+)
 from gateway.routing import NoEligibleInstance, Route, Router
 from instances.api.serializers import InstanceSerializer
 from instances.balancer.candidates import Candidate
@@ -74,3 +90,118 @@ class SelectInstanceView(APIView):
                 "load_balancing_time_ms": round(elapsed_ms, 3),
             }
         )
+
+
+def _query(serializer_class: type[serializers.Serializer], request: Request) -> dict:
+    query = serializer_class(data=request.query_params.dict())
+    query.is_valid(raise_exception=True)
+    return dict(query.validated_data)
+
+
+class LoadBalancerMetricsView(APIView):
+    @extend_schema(
+        parameters=[WindowQuerySerializer],
+        responses={200: LoadBalancerMetricsSerializer},
+        operation_id="load_balancer_metrics",
+    )
+    def get(self, request: Request) -> Response:
+        query = _query(WindowQuerySerializer, request)
+        metrics = selectors.lb_metrics(
+            window_minutes=query["time_window_minutes"],
+            provider_type=query.get("provider_type"),
+            model_name=query.get("model_name"),
+        )
+        return Response(LoadBalancerMetricsSerializer(metrics).data)
+
+
+class LoadBalancerUtilizationView(APIView):
+    @extend_schema(
+        parameters=[WindowQuerySerializer],
+        responses={200: LoadBalancerUtilizationSerializer},
+        operation_id="load_balancer_utilization",
+    )
+    def get(self, request: Request) -> Response:
+        query = _query(WindowQuerySerializer, request)
+        report = selectors.lb_utilization(
+            window_minutes=query["time_window_minutes"],
+            provider_type=query.get("provider_type"),
+            model_name=query.get("model_name"),
+        )
+        return Response(LoadBalancerUtilizationSerializer(report).data)
+
+
+class LoadBalancerBreakersView(APIView):
+    @extend_schema(
+        parameters=[BreakerQuerySerializer],
+        responses={200: BreakerListSerializer},
+        operation_id="load_balancer_breakers",
+    )
+    def get(self, request: Request) -> Response:
+        query = _query(BreakerQuerySerializer, request)
+        return Response(BreakerListSerializer(selectors.lb_breakers(**query)).data)
+
+
+LoadBalancerConfigPage = inline_serializer(
+    name="LoadBalancerConfigPage",
+    fields={
+        "count": serializers.IntegerField(),
+        "limit": serializers.IntegerField(),
+        "offset": serializers.IntegerField(),
+        "results": LoadBalancerConfigSerializer(many=True),
+    },
+)
+
+
+class LoadBalancerConfigListView(APIView):
+    @extend_schema(
+        parameters=[LoadBalancerConfigListQuerySerializer],
+        responses={200: LoadBalancerConfigPage},
+        operation_id="load_balancer_config_list",
+    )
+    def get(self, request: Request) -> Response:
+        query = _query(LoadBalancerConfigListQuerySerializer, request)
+        limit, offset = query.pop("limit"), query.pop("offset")
+        configs = selectors.lb_config_list(**query)
+        page = list(configs[offset : offset + limit])
+        return Response(
+            {
+                "count": configs.count(),
+                "limit": limit,
+                "offset": offset,
+                "results": LoadBalancerConfigSerializer(page, many=True).data,
+            }
+        )
+
+    @extend_schema(
+        request=LoadBalancerConfigWriteSerializer,
+        responses={201: LoadBalancerConfigSerializer},
+        operation_id="load_balancer_config_create",
+    )
+    def post(self, request: Request) -> Response:
+        body = LoadBalancerConfigWriteSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        config = services.lb_config_create(**body.validated_data)
+        return Response(LoadBalancerConfigSerializer(config).data, status=status.HTTP_201_CREATED)
+
+
+class LoadBalancerConfigDetailView(APIView):
+    @extend_schema(responses={200: LoadBalancerConfigSerializer}, operation_id="load_balancer_config_retrieve")
+    def get(self, request: Request, config_id: int) -> Response:
+        return Response(LoadBalancerConfigSerializer(selectors.lb_config_get(config_id)).data)
+
+    @extend_schema(
+        request=LoadBalancerConfigUpdateSerializer,
+        responses={200: LoadBalancerConfigSerializer},
+        operation_id="load_balancer_config_update",
+    )
+    def patch(self, request: Request, config_id: int) -> Response:
+        config = selectors.lb_config_get(config_id)
+        body = LoadBalancerConfigUpdateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        config = services.lb_config_update(config=config, changes=dict(body.validated_data))
+        return Response(LoadBalancerConfigSerializer(config).data)
+
+    @extend_schema(responses={204: None}, operation_id="load_balancer_config_delete")
+    def delete(self, request: Request, config_id: int) -> Response:
+        services.lb_config_delete(config=selectors.lb_config_get(config_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
