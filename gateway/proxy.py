@@ -307,7 +307,8 @@ def build_routing_context(previous: RoutingContext | None = None) -> RoutingCont
 
 class RoutingCache:
     """The current RoutingContext; past `refresh_seconds` one request refreshes it in a
-    thread while concurrent ones keep using the previous one."""
+    thread while concurrent ones keep using the previous one. When a refresh fails (database
+    or cache unreachable) the previous context keeps serving."""
 
     def __init__(self, *, refresh_seconds: float = ROUTING_REFRESH_SECONDS) -> None:
         self.refresh_seconds = refresh_seconds
@@ -321,6 +322,12 @@ class RoutingCache:
         self._refreshing = True
         try:
             context = await sync_to_async(build_routing_context, thread_sensitive=True)(self._context)
+        except Exception:
+            if self._context is None:
+                raise
+            # The database or cache is unreachable: keep routing on the registry last seen.
+            logger.warning("Routing refresh failed; routing on the previous registry snapshot", exc_info=True)
+            context = replace(self._context, checked_at=time.monotonic())
         finally:
             self._refreshing = False
         self._context = context

@@ -408,3 +408,22 @@ def test_models_lists_what_can_serve_now_and_the_aliases(gateway_client, fleet, 
     assert by_id["big-model"]["owned_by"] == "openai,zai"
     assert by_id["smart"]["fallbacks"] == ["big-model", "small-model"]
     assert gateway_client.models(key=None).status_code == 401
+
+
+def test_routing_keeps_the_last_registry_when_a_refresh_fails(fleet, sim_server, monkeypatch, caplog):
+    from configuration.selectors import config_cache_clear
+    from gateway.proxy import RoutingCache
+
+    client = GatewayClient(
+        Gateway(log_buffer=RequestLogBuffer(background=False), routing=RoutingCache(refresh_seconds=0))
+    )
+    fleet("a")
+    assert client.chat().status_code == 200
+    monkeypatch.setenv("INSTANCE_MANAGER_LOAD_BALANCER__MODEL_ALIASES", "{not json")
+    config_cache_clear()  # the next refresh reads the broken configuration and fails
+
+    response = client.chat()
+
+    assert response.status_code == 200
+    assert sim_server.stats("a")["total"] == 2
+    assert "Routing refresh failed" in caplog.text
