@@ -44,6 +44,18 @@ ROOT = Path(__file__).resolve().parents[2]
 FALLBACK_REDIS_URL = "redis://127.0.0.1:6379/14"
 API_KEY = settings.BACKEND_API_KEY
 RPM = 5
+# The servers get their database and Redis from this test, and no metrics port:
+# two processes cannot both bind INSTANCE_MANAGER_METRICS_PORT (ishchat.asgi starts it).
+CHILD_ENV_DROPPED = frozenset(
+    {
+        "DATABASE_URL",
+        "REDIS_HOST",
+        "REDIS_PORT",
+        "REDIS_PASSWORD",
+        "PYTEST_XDIST_WORKER",
+        "INSTANCE_MANAGER_METRICS_PORT",
+    }
+)
 FAILURE_THRESHOLD = 4
 
 SETTINGS_MODULE = """
@@ -167,11 +179,7 @@ def two_web_processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flee
     workdir = tmp_path_factory.mktemp("multiprocess")
     (workdir / "mp_settings.py").write_text(SETTINGS_MODULE)
     (workdir / "mp_urls.py").write_text(URLS_MODULE)
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in {"DATABASE_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "PYTEST_XDIST_WORKER"}
-    }
+    env = {key: value for key, value in os.environ.items() if key not in CHILD_ENV_DROPPED}
     env.update(
         DJANGO_SETTINGS_MODULE="mp_settings",
         PYTHONPATH=os.pathsep.join([str(workdir), str(ROOT)]),
