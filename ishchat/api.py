@@ -47,3 +47,14 @@ class StrictFieldsMixin:
             if unknown:
                 raise ValidationError({name: ["Unknown field."] for name in unknown})
         return super().to_internal_value(data)  # type: ignore[misc]
+
+
+# Far beyond any real page, and safe from integer overflow in SQL (offset + limit).
+MAX_OFFSET = 1_000_000_000
+
+
+def offset_field() -> Any:
+    """The `offset` query parameter of every list endpoint."""
+    from rest_framework import serializers
+
+    return serializers.IntegerField(min_value=0, max_value=MAX_OFFSET, required=False, default=0)

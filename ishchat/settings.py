@@ -182,6 +182,9 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+# Key prefix of the balancer's shared state (round-robin positions, breakers, leases).
+BALANCER_KEY_PREFIX = env_str("INSTANCE_MANAGER_BALANCER_PREFIX", "ishchat:lb:")
+
 # --- Celery ----------------------------------------------------------------
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True

@@ -4,7 +4,7 @@ from rest_framework import serializers
 
 from alerts.choices import AlertRule, AlertSeverity, AlertStatus
 from alerts.models import Alert
-from ishchat.api import StrictFieldsMixin
+from ishchat.api import StrictFieldsMixin, offset_field
 
 
 class AlertSerializer(serializers.ModelSerializer):
@@ -51,4 +51,4 @@ class AlertListQuerySerializer(StrictFieldsMixin, serializers.Serializer):
     instance_id = serializers.UUIDField(required=False, help_text="The instance's public id.")
     group_id = serializers.IntegerField(min_value=1, max_value=2**63 - 1, required=False)
     limit = serializers.IntegerField(min_value=1, max_value=1000, required=False, default=100)
-    offset = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False, default=0)
+    offset = offset_field()

@@ -10,7 +10,7 @@ from instances.api.serializers import InstanceSerializer
 from instances.balancer.breaker import Phase
 from instances.choices import ProviderType, Strategy
 from instances.models import LoadBalancerConfig
-from ishchat.api import StrictFieldsMixin
+from ishchat.api import StrictFieldsMixin, offset_field
 
 
 class SelectInstanceSerializer(StrictFieldsMixin, serializers.Serializer):
@@ -243,4 +243,4 @@ class LoadBalancerConfigSerializer(serializers.ModelSerializer):
 class LoadBalancerConfigListQuerySerializer(StrictFieldsMixin, serializers.Serializer):
     provider_type = serializers.ChoiceField(choices=ProviderType.choices, required=False)
     limit = serializers.IntegerField(min_value=1, max_value=1000, required=False, default=100)
-    offset = serializers.IntegerField(min_value=0, required=False, default=0)
+    offset = offset_field()

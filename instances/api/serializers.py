@@ -7,7 +7,7 @@ from rest_framework import serializers
 from instances.choices import OPERATOR_STATUS_CHOICES, CheckType, InstanceStatus, ProviderType
 from instances.models import AIInstance, HealthCheck
 from instances.services import instance_api_key_source
-from ishchat.api import StrictFieldsMixin
+from ishchat.api import StrictFieldsMixin, offset_field
 
 
 class _InstanceFields(StrictFieldsMixin, serializers.Serializer):
@@ -106,7 +106,7 @@ class InstanceListQuerySerializer(StrictFieldsMixin, serializers.Serializer):
     region = serializers.CharField(max_length=64, required=False)
     include_inactive = serializers.BooleanField(required=False, default=False)
     limit = serializers.IntegerField(min_value=1, max_value=1000, required=False, default=100)
-    offset = serializers.IntegerField(min_value=0, required=False, default=0)
+    offset = offset_field()
 
 
 class LoadQuerySerializer(StrictFieldsMixin, serializers.Serializer):

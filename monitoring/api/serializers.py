@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from ishchat.api import StrictFieldsMixin
+from ishchat.api import StrictFieldsMixin, offset_field
 from monitoring.models import PerformanceReport
 from monitoring.reports import FORMATS
 
@@ -41,7 +41,7 @@ class ReportSerializer(serializers.ModelSerializer):
 
 class ReportListQuerySerializer(StrictFieldsMixin, serializers.Serializer):
     limit = serializers.IntegerField(min_value=1, max_value=1000, required=False, default=100)
-    offset = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False, default=0)
+    offset = offset_field()
 
 
 class ReportDownloadQuerySerializer(StrictFieldsMixin, serializers.Serializer):

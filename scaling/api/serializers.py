@@ -9,7 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from instances.choices import ProviderType
-from ishchat.api import StrictFieldsMixin
+from ishchat.api import StrictFieldsMixin, offset_field
 from scaling import selectors, services
 from scaling.choices import PredictiveMode, ScalingBackend, ScalingDirection, ScalingEventStatus, ScalingTrigger
 from scaling.engine.decision import DECISION_VERSION
@@ -121,12 +121,12 @@ class EventListQuerySerializer(StrictFieldsMixin, serializers.Serializer):
     status = serializers.ChoiceField(choices=ScalingEventStatus.choices, required=False)
     direction = serializers.ChoiceField(choices=ScalingDirection.choices, required=False)
     limit = serializers.IntegerField(min_value=1, max_value=1000, required=False, default=100)
-    offset = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False, default=0)
+    offset = offset_field()
 
 
 class GroupListQuerySerializer(StrictFieldsMixin, serializers.Serializer):
     limit = serializers.IntegerField(min_value=1, max_value=1000, required=False, default=100)
-    offset = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False, default=0)
+    offset = offset_field()
 
 
 class MetricsQuerySerializer(StrictFieldsMixin, serializers.Serializer):
