@@ -25,10 +25,11 @@ from django.http import Http404
 from django.utils import timezone
 
 from gateway.registry import RoutableInstance, registry_snapshot
-from instances.balancer.breaker import BreakerConfig, BreakerState, Phase
+from instances.balancer.breaker import BreakerConfig, Phase
 from instances.balancer.state import RuntimeState, StateStore, get_state_store
 from instances.choices import RequestStatus
 from instances.models import LoadBalancerConfig, RequestLog
+from instances.selectors import breaker_view
 
 DEFAULT_WINDOW_MINUTES = 60
 MAX_WINDOW_MINUTES = 7 * 24 * 60
@@ -89,22 +90,6 @@ def _routed_instances(*, provider_type: str | None, model_name: str | None) -> l
     if model_name:
         items = (item for item in items if item.model_name == model_name)
     return sorted(items, key=lambda item: (item.provider_type, item.model_name, item.name))
-
-
-def breaker_view(state: BreakerState, now: float, config: BreakerConfig | None = None) -> dict[str, Any]:
-    """One breaker as the API shows it: the phase at `now` (an open breaker past its time reads half_open)."""
-    config = config or BreakerConfig()
-    phase = state.phase_at(now)
-    calls, failures = state.window_totals(now, config)
-    return {
-        "phase": phase.value,
-        "consecutive_failures": state.consecutive_failures,
-        "ejections": state.ejections,
-        "open_until": _epoch_to_datetime(state.open_until) if phase is Phase.OPEN else None,
-        "cooling_until": _epoch_to_datetime(state.cooling_until) if state.cooling_until > now else None,
-        "window_calls": calls,
-        "window_failures": failures,
-    }
 
 
 # --- GET /api/instances/load-balancer/metrics ----------------------------------

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db.models import Avg, Count, Q, QuerySet, Sum
 from django.http import Http404
 
+from instances.balancer.breaker import BreakerConfig, BreakerState, Phase
 from instances.choices import InstanceStatus, ProviderType
 from instances.models import AIInstance
 
@@ -83,4 +85,20 @@ def system_status() -> dict[str, Any]:
         "total_capacity": capacity,
         "utilization": round((totals["load"] or 0) / capacity, 4) if capacity else 0.0,
         "average_health_score": round(totals["avg_score"], 4) if totals["avg_score"] is not None else None,
+    }
+
+
+def breaker_view(state: BreakerState, now: float, config: BreakerConfig | None = None) -> dict[str, Any]:
+    """One breaker as the API shows it: the phase at `now` (an open breaker past its time reads half_open)."""
+    config = config or BreakerConfig()
+    phase = state.phase_at(now)
+    calls, failures = state.window_totals(now, config)
+    return {
+        "phase": phase.value,
+        "consecutive_failures": state.consecutive_failures,
+        "ejections": state.ejections,
+        "open_until": datetime.fromtimestamp(state.open_until, tz=UTC) if phase is Phase.OPEN else None,
+        "cooling_until": datetime.fromtimestamp(state.cooling_until, tz=UTC) if state.cooling_until > now else None,
+        "window_calls": calls,
+        "window_failures": failures,
     }

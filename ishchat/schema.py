@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter
 
 _ERROR = {
     "type": "object",
@@ -35,6 +37,14 @@ def _error(code: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 class AutoSchema(SpectacularAutoSchema):
+    def get_override_parameters(self) -> list[Any]:
+        """instance_id is a UUID (the path converter takes any string so fixed paths such as
+        instances/status can sit beside it; the schema says what an id really is)."""
+        parameters = list(super().get_override_parameters())
+        if "{instance_id}" in self.path:
+            parameters.append(OpenApiParameter("instance_id", OpenApiTypes.UUID, OpenApiParameter.PATH))
+        return parameters
+
     def _get_response_bodies(self, direction: Literal["request", "response"] = "response") -> dict[str, Any]:
         responses = super()._get_response_bodies(direction)
         if direction != "response":

@@ -6,7 +6,7 @@ from rest_framework import serializers
 
 from gateway.selectors import DEFAULT_WINDOW_MINUTES, MAX_WINDOW_MINUTES
 from gateway.services import LB_CONFIG_LIMITS
-from instances.api.serializers import InstanceSerializer
+from instances.api.serializers import BreakerSerializer, InstanceSerializer
 from instances.balancer.breaker import Phase
 from instances.choices import ProviderType, Strategy
 from instances.models import LoadBalancerConfig
@@ -67,16 +67,6 @@ class BreakerQuerySerializer(StrictFieldsMixin, serializers.Serializer):
     phase = serializers.ChoiceField(choices=[(phase.value, phase.value) for phase in Phase], required=False)
     provider_type = serializers.ChoiceField(choices=ProviderType.choices, required=False)
     model_name = serializers.CharField(max_length=200, required=False)
-
-
-class BreakerSerializer(serializers.Serializer):
-    phase = serializers.ChoiceField(choices=[(phase.value, phase.value) for phase in Phase])
-    consecutive_failures = serializers.IntegerField()
-    ejections = serializers.IntegerField(help_text="Consecutive ejections; each doubles the next open time.")
-    open_until = serializers.DateTimeField(allow_null=True, help_text="Set while the breaker is open.")
-    cooling_until = serializers.DateTimeField(allow_null=True, help_text="Set while cooling after a 429.")
-    window_calls = serializers.IntegerField(help_text="Calls in the breaker's sliding window.")
-    window_failures = serializers.IntegerField()
 
 
 class InstanceBreakerSerializer(BreakerSerializer):

@@ -4,6 +4,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from instances.balancer.breaker import Phase
 from instances.choices import OPERATOR_STATUS_CHOICES, CheckType, InstanceStatus, ProviderType
 from instances.models import AIInstance, HealthCheck
 from instances.services import instance_api_key_source
@@ -179,3 +180,23 @@ class HealthSummarySerializer(serializers.Serializer):
     overall_health_percentage = serializers.FloatField()
     average_response_time = serializers.FloatField(allow_null=True)
     instances = InstanceHealthReportSerializer(many=True)
+
+
+class BreakerSerializer(serializers.Serializer):
+    phase = serializers.ChoiceField(choices=[(phase.value, phase.value) for phase in Phase])
+    consecutive_failures = serializers.IntegerField()
+    ejections = serializers.IntegerField(help_text="Consecutive ejections; each doubles the next open time.")
+    open_until = serializers.DateTimeField(allow_null=True, help_text="Set while the breaker is open.")
+    cooling_until = serializers.DateTimeField(allow_null=True, help_text="Set while cooling after a 429.")
+    window_calls = serializers.IntegerField(help_text="Calls in the breaker's sliding window.")
+    window_failures = serializers.IntegerField()
+
+
+class InstanceDetailSerializer(InstanceSerializer):
+    """One instance with its circuit breaker as every process sees it."""
+
+    breaker = BreakerSerializer(source="breaker_view", read_only=True)
+
+    class Meta(InstanceSerializer.Meta):
+        fields = [*InstanceSerializer.Meta.fields, "breaker"]
+        read_only_fields = fields

@@ -20,12 +20,14 @@ from instances.api.serializers import (
     HealthHistoryQuerySerializer,
     HealthStatusSerializer,
     HealthSummarySerializer,
+    InstanceDetailSerializer,
     InstanceListQuerySerializer,
     InstanceRegisterSerializer,
     InstanceSerializer,
     InstanceUpdateSerializer,
     LoadQuerySerializer,
 )
+from instances.balancer.state import get_state_store
 from instances.health import selectors as health_selectors
 from instances.health import services as health_services
 from ishchat.views import component_health
@@ -81,9 +83,12 @@ class InstanceListView(APIView):
 
 
 class InstanceDetailView(APIView):
-    @extend_schema(responses={200: InstanceSerializer}, operation_id="instance_retrieve")
+    @extend_schema(responses={200: InstanceDetailSerializer}, operation_id="instance_retrieve")
     def get(self, request: Request, instance_id: str) -> Response:
-        return Response(InstanceSerializer(selectors.instance_get(instance_id)).data)
+        instance = selectors.instance_get(instance_id)
+        key = str(instance.instance_id)
+        instance.breaker_view = selectors.breaker_view(get_state_store().breaker_states([key])[key], time.time())  # type: ignore[attr-defined]
+        return Response(InstanceDetailSerializer(instance).data)
 
     @extend_schema(
         request=InstanceUpdateSerializer, responses={200: InstanceSerializer}, operation_id="instance_update"

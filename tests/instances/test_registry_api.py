@@ -286,3 +286,23 @@ def test_unknown_api_paths_answer_json_404(api_client):
     response = api_client.get("/api/nothing-here")
     assert response.status_code == 404
     assert response.json()["detail"] == "Not found."
+
+
+def test_the_detail_shows_the_shared_circuit_breaker(api_client, registration):
+    import time
+
+    from instances.balancer.breaker import BreakerConfig, Outcome
+    from instances.balancer.candidates import Candidate
+    from instances.balancer.state import get_state_store
+
+    instance_id = register(api_client, registration).json()["instance_id"]
+    assert api_client.get(f"/api/instances/{instance_id}").json()["breaker"]["phase"] == "closed"
+    store, config = get_state_store(), BreakerConfig(failure_threshold=2)
+    for _ in range(2):
+        lease = store.begin(Candidate(instance_id=instance_id), pool="p", now=time.time(), breaker=config, lease_seconds=30)
+        store.finish(lease.lease, outcome=Outcome.FAILURE, now=time.time(), breaker=config, pool_size=1, health_checks_agree=True)
+
+    breaker = api_client.get(f"/api/instances/{instance_id}").json()["breaker"]
+
+    assert breaker["phase"] == "open"
+    assert breaker["open_until"] is not None
