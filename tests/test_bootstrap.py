@@ -23,7 +23,7 @@ GENERATED = ("SECRET_KEY", "FIELD_ENCRYPTION_KEY", "BACKEND_API_KEY")
 
 
 def write_env(env_file: Path, example: Path = PROJECT_ROOT / ".env.example") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - our own script, fixed argv
+    return subprocess.run(
         [sys.executable, str(WRITE_ENV), "--env-file", str(env_file), "--example", str(example)],
         capture_output=True,
         text=True,
@@ -190,7 +190,7 @@ def test_procfile_runs_web_worker_and_beat() -> None:
 
 def test_write_env_script_needs_only_the_standard_library() -> None:
     # `make env` runs it with the system python3, before the virtualenv exists.
-    result = subprocess.run(  # noqa: S603 - our own script, fixed argv
+    result = subprocess.run(
         [sys.executable, "-I", "-S", str(WRITE_ENV), "--help"],
         capture_output=True,
         text=True,

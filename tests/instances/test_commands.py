@@ -155,7 +155,7 @@ def test_register_refuses_a_duplicate_active_name():
 def test_a_failing_command_exits_non_zero_with_the_message_on_stderr():
     """The real process: CommandError becomes exit status 1 (validation fails before any query)."""
     manage = Path(django_settings.BASE_DIR) / "manage.py"
-    result = subprocess.run(  # noqa: S603 - fixed arguments
+    result = subprocess.run(
         [sys.executable, str(manage), "register_instance", *REQUIRED[:-1], "ftp://example.com/v1"],
         capture_output=True,
         text=True,

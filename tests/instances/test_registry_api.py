@@ -299,8 +299,12 @@ def test_the_detail_shows_the_shared_circuit_breaker(api_client, registration):
     assert api_client.get(f"/api/instances/{instance_id}").json()["breaker"]["phase"] == "closed"
     store, config = get_state_store(), BreakerConfig(failure_threshold=2)
     for _ in range(2):
-        lease = store.begin(Candidate(instance_id=instance_id), pool="p", now=time.time(), breaker=config, lease_seconds=30)
-        store.finish(lease.lease, outcome=Outcome.FAILURE, now=time.time(), breaker=config, pool_size=1, health_checks_agree=True)
+        lease = store.begin(
+            Candidate(instance_id=instance_id), pool="p", now=time.time(), breaker=config, lease_seconds=30
+        )
+        store.finish(
+            lease.lease, outcome=Outcome.FAILURE, now=time.time(), breaker=config, pool_size=1, health_checks_agree=True
+        )
 
     breaker = api_client.get(f"/api/instances/{instance_id}").json()["breaker"]
 

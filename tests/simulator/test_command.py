@@ -80,7 +80,7 @@ def test_the_module_serves_as_its_own_process() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+    process = subprocess.Popen(
         [sys.executable, "-m", "simulator.server", "--port", str(port), "--latency-ms", "5", "--log-level", "warning"],
         cwd=REPO_ROOT,
     )
