@@ -49,7 +49,7 @@ class GatewayClient:
         async def call() -> httpx.Response:
             transport = httpx.ASGITransport(app=self.app)
             try:
-                async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+                async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
                     return await client.request(method, path, headers=headers, **kwargs)
             finally:
                 await self.gateway.clients.aclose()
@@ -427,3 +427,19 @@ def test_routing_keeps_the_last_registry_when_a_refresh_fails(fleet, sim_server,
     assert response.status_code == 200
     assert sim_server.stats("a")["total"] == 2
     assert "Routing refresh failed" in caplog.text
+
+
+def test_the_front_door_hands_every_other_path_to_django(fleet):
+    """gateway/asgi.py in front of Django's ASGI application, as ishchat/asgi.py mounts it."""
+    from django.core.asgi import get_asgi_application
+
+    gateway = Gateway(log_buffer=RequestLogBuffer(background=False))
+    client = GatewayClient(gateway)
+    client.app = GatewayApp(get_asgi_application(), gateway=gateway)
+    fleet("a")
+
+    health = client.request("GET", "/health", key=None)
+    completion = client.chat()
+
+    assert health.json()["components"]["database"]["status"] == "up"
+    assert completion.status_code == 200
