@@ -429,6 +429,7 @@ def test_routing_keeps_the_last_registry_when_a_refresh_fails(fleet, sim_server,
     assert "Routing refresh failed" in caplog.text
 
 
+@pytest.mark.django_db(transaction=True)  # Django's own handler closes connections at request end
 def test_the_front_door_hands_every_other_path_to_django(fleet):
     """gateway/asgi.py in front of Django's ASGI application, as ishchat/asgi.py mounts it."""
     from django.core.asgi import get_asgi_application
