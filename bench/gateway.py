@@ -311,7 +311,7 @@ class Connection:
         if "content-length" in reply_headers:
             content = await self.reader.readexactly(int(reply_headers["content-length"]))
         else:  # chunked
-            parts = []
+            parts: list[bytes] = []
             while True:
                 size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
                 if size == 0:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from asgiref.sync import async_to_sync
 from django.conf import settings
+from django.http import StreamingHttpResponse
 from django.test import AsyncClient
 
 from gateway import proxy
@@ -37,7 +38,7 @@ def post(body: dict[str, Any], headers: dict[str, str] | None = None) -> tuple[i
             content_type="application/json",
             headers=AUTH if headers is None else headers,
         )
-        if response.streaming:
+        if isinstance(response, StreamingHttpResponse):
             content = b"".join([part async for part in response.streaming_content])
         else:
             content = response.content
