@@ -513,13 +513,16 @@ class _Proxy:
         reports a success: the instance did nothing wrong."""
         await self._settle(routed, lease, None, latency_ms=latency_ms)
 
-    async def _after_failure(self, routed: Routed, error: ProviderError, event: BreakerEvent | None) -> None:
+    async def _after_attempt(self, routed: Routed, error: ProviderError | None, event: BreakerEvent | None) -> None:
+        """What an attempt's end calls for: a log line, an instance marked unhealthy, a breaker change noted."""
         item = routed.instance
-        logger.info("Upstream %s (%s) failed: %s", item.name, item.pool, error)
+        if error is not None:
+            logger.info("Upstream %s (%s) failed: %s", item.name, item.pool, error)
         if event is BreakerEvent.AUTH_FAILURE:
             await self.gateway.mark_unhealthy(item, f"gateway: the provider refused the key ({error})")
-        elif event in (BreakerEvent.OPENED, BreakerEvent.REOPENED):
-            logger.warning("Circuit breaker %s for %s (%s) after: %s", event.value, item.name, item.pool, error)
+        elif event in (BreakerEvent.OPENED, BreakerEvent.REOPENED, BreakerEvent.CLOSED):
+            cause = f" after: {error}" if error is not None else ""
+            logger.warning("Circuit breaker of %s (%s) %s%s", item.name, item.pool, event.value, cause)
 
     @staticmethod
     def _latency_for(error: ProviderError | None, elapsed_ms: float) -> float | None:
@@ -547,13 +550,14 @@ class _Proxy:
             self.upstream_ms += elapsed_ms
             attempt.error = exc
             event = await self._settle(routed, lease, exc, latency_ms=self._latency_for(exc, elapsed_ms))
-            await self._after_failure(routed, exc, event)
+            await self._after_attempt(routed, exc, event)
             return None
         except BaseException:  # the client left (cancelled), or a bug: the lease must end either way
             await self._settle_cancelled(routed, lease)
             raise
         self.upstream_ms += result.latency_ms
-        await self._settle(routed, lease, None, latency_ms=result.latency_ms, tokens=result.usage.total_tokens)
+        event = await self._settle(routed, lease, None, latency_ms=result.latency_ms, tokens=result.usage.total_tokens)
+        await self._after_attempt(routed, None, event)
         body = dumps(result.openai_response)
         headers = self._headers(item)
         self._log(RequestStatus.SUCCESS, 200, usage=result.usage)
@@ -591,7 +595,7 @@ class _Proxy:
             self.upstream_ms += elapsed_ms
             attempt.error = exc
             event = await self._settle(routed, lease, exc, latency_ms=self._latency_for(exc, elapsed_ms))
-            await self._after_failure(routed, exc, event)
+            await self._after_attempt(routed, exc, event)
             return None
         except BaseException:
             await self._settle_cancelled(routed, lease)
@@ -639,11 +643,9 @@ class _Proxy:
                 event = await self._settle(routed, lease, error, latency_ms=first_ms, tokens=counted.total_tokens)
                 if error is not None:
                     self._log(_request_status(error), 200, usage=counted, error=f"after the first chunk: {error}")
-                    logger.warning("Stream from %s failed after its first chunk: %s", routed.instance.name, error)
-                    if event in (BreakerEvent.OPENED, BreakerEvent.REOPENED):
-                        logger.warning("Circuit breaker %s for %s", event.value, routed.instance.name)
                 else:
                     self._log(RequestStatus.SUCCESS, 200, usage=counted)
+                await self._after_attempt(routed, error, event)
             else:  # the client went away (GeneratorExit, CancelledError) or a bug
                 await self._settle_cancelled(routed, lease, latency_ms=first_ms)
                 self._log(RequestStatus.CLIENT_CLOSED, CLIENT_CLOSED_STATUS, usage=counted, error="client closed")
