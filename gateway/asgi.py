@@ -3,7 +3,7 @@
 
 Why not Django's views: under ASGI every request through Django's synchronous
 middleware stack (settings.MIDDLEWARE) hops to a thread and back, and Django
-runs each request in its own thread-sensitive context; bench/gateway.py
+runs each request in its own thread-sensitive context; bench/gateway_bench.py
 measures what that costs against the targets. This app does only what the
 gateway needs: read the body, hand it to gateway.proxy (the one implementation
 of authentication, validation and proxying, which the Django views in

@@ -3,9 +3,15 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ishchat.settings")
-application = get_asgi_application()
+django_application = get_asgi_application()
 
-# The seed's separate metrics port (INSTANCE_MANAGER_METRICS_PORT); a no-op when unset.
+# After the app registry is ready: these import models.
+from gateway.asgi import GatewayApp  # noqa: E402
 from monitoring.metrics import start_metrics_server  # noqa: E402
 
+# /v1/ (the OpenAI-compatible gateway) is served by a lean ASGI front door;
+# everything else goes through Django.
+application = GatewayApp(django_application)
+
+# The seed's separate metrics port (INSTANCE_MANAGER_METRICS_PORT); a no-op when unset.
 start_metrics_server()

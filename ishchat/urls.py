@@ -18,6 +18,8 @@ urlpatterns = [
     path("api/", include("scaling.api.urls")),
     path("api/", include("instances.api.urls")),
     path("api/", include("alerts.api.urls")),
+    # /v1/ through Django (runserver, WSGI); under uvicorn ishchat.asgi serves it directly.
+    path("", include("gateway.urls")),
     path("dashboard/", include("dashboard.urls")),
     path("", RedirectView.as_view(pattern_name="dashboard:overview", permanent=False), name="root"),
     path("", include("django_prometheus.urls")),

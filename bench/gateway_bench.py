@@ -1,10 +1,10 @@
 """Gateway benchmark: what does /v1/chat/completions add on top of calling the provider directly?
 
-    python bench/gateway.py                          # scratch SQLite, in-process balancer state
-    python bench/gateway.py --redis redis://127.0.0.1:6379/13   # the same with the state in Redis
-    python bench/gateway.py --front-door django      # through Django's views and middleware instead
-    python bench/gateway.py --quick                  # shorter runs
-    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres python bench/gateway.py
+    python bench/gateway_bench.py                          # scratch SQLite, in-process balancer state
+    python bench/gateway_bench.py --redis redis://127.0.0.1:6379/13   # the same with the state in Redis
+    python bench/gateway_bench.py --front-door django      # through Django's views and middleware instead
+    python bench/gateway_bench.py --quick                  # shorter runs
+    DATABASE_URL=postgresql://postgres@127.0.0.1:5432/postgres python bench/gateway_bench.py
                                                      # a scratch database `<name>_bench_gateway` there
 
 What it does:
