@@ -112,7 +112,9 @@ def trend(current: dict[str, Any], previous: dict[str, Any] | None) -> dict[str,
 def summarise(data: dict[str, Any], pricing: dict[str, Any]) -> dict[str, Any]:
     """{"total": metrics, "providers": {provider: metrics}, "instances": {instance pk: metrics},
     "scaling": {provider: {direction: n}}} of one window's raw numbers."""
-    total, providers, instances = _empty(), defaultdict(_empty), defaultdict(_empty)
+    total = _empty()
+    providers: defaultdict[str, dict[str, Any]] = defaultdict(_empty)
+    instances: defaultdict[int, dict[str, Any]] = defaultdict(_empty)
     for row in data["requests"]:
         cost = estimated_cost(row["prompt_tokens"], row["completion_tokens"], pricing.get(row["model_name"]))
         failures = row["requests"] - row["successes"] - row["timeouts"]

@@ -58,7 +58,7 @@ class ProviderGroupForm(forms.ModelForm):
             changes["backend_settings"] = settings
         return changes
 
-    def clean(self) -> dict[str, Any]:
+    def clean(self) -> dict[str, Any] | None:
         cleaned = super().clean()
         if self.errors:
             return cleaned

@@ -142,7 +142,7 @@ def scaling_metrics(*, now: datetime, hours: int = 24) -> dict[str, Any]:
                 "standby_instances": group.standby_instances,  # type: ignore[attr-defined]
                 "paused_until": group.paused_until,
                 "last_evaluated_at": group.last_evaluated_at,
-                "last_direction": group.last_direction,  # type: ignore[attr-defined]
+                "last_direction": group.last_direction,
             }
             for group in managed
         ],

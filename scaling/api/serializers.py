@@ -72,7 +72,8 @@ class PolicyFieldsSerializer(StrictFieldsMixin, serializers.Serializer):
     forecast_horizon_seconds = serializers.IntegerField(
         required=False, min_value=INT_MIN, max_value=services.MAX_FORECAST_HORIZON_SECONDS
     )
-    schedules = ScheduleWindowSerializer(many=True, required=False, max_length=MAX_SCHEDULES)
+    # many=True passes max_length on to the ListSerializer; the stub's BaseSerializer.__init__ omits it.
+    schedules = ScheduleWindowSerializer(many=True, required=False, max_length=MAX_SCHEDULES)  # type: ignore[call-arg]
     backend = serializers.ChoiceField(choices=ScalingBackend.choices, required=False)
     backend_settings = serializers.DictField(
         required=False,

@@ -20,8 +20,9 @@ what is still missing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.db import transaction
 from django.db.models import OuterRef, Subquery
@@ -34,6 +35,8 @@ from ishchat.errors import ConflictError
 from scaling.backends.base import BackendError, ScaleRequest, ScaleResult, clean_int, reject_unknown
 
 if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
     from scaling.models import ProviderGroup
 
 logger = logging.getLogger(__name__)
@@ -41,6 +44,10 @@ logger = logging.getLogger(__name__)
 SOURCE = "scaling"
 DEFAULT_DRAIN_TIMEOUT_SECONDS = 120
 SERVING = (InstanceStatus.HEALTHY, InstanceStatus.DEGRADED)
+
+
+class _DrainSource(TypedDict):
+    drain_source: str | None  # source of the latest move to draining (see _drains_by_scaling)
 
 
 def _usefulness(instance: AIInstance) -> tuple[float, float, int, int]:
@@ -96,11 +103,13 @@ class PoolBackend:
             return self._scale_down(serving, starting, request, current)
         return ScaleResult(f"already at {current}", {"activated": [], "drained": [], "parked": []})
 
-    def _scale_up(self, members: list[AIInstance], request: ScaleRequest, current: int) -> ScaleResult:
+    def _scale_up(
+        self, members: Sequence[WithAnnotations[AIInstance, _DrainSource]], request: ScaleRequest, current: int
+    ) -> ScaleResult:
         needed = request.desired - current
         # Scaling's own drains come back first; an operator's drain is left alone.
         draining = sorted(
-            (m for m in members if m.status == InstanceStatus.DRAINING and m.drain_source == SOURCE),  # type: ignore[attr-defined]
+            (m for m in members if m.status == InstanceStatus.DRAINING and m.drain_source == SOURCE),
             key=_usefulness,
             reverse=True,
         )
@@ -136,7 +145,7 @@ class PoolBackend:
             )
         return ScaleResult(f"activated {', '.join(activated)}", details)
 
-    def _scale_down(self, serving: list[AIInstance], starting: list[AIInstance], request: ScaleRequest,
+    def _scale_down(self, serving: Sequence[AIInstance], starting: Sequence[AIInstance], request: ScaleRequest,
                     current: int) -> ScaleResult:
         excess = current - request.desired
         reason = f"scaling event {request.event_id}: scale down {request.current} -> {request.desired}"
@@ -181,7 +190,7 @@ def drain_step(*, now: datetime) -> list[str]:
         group = instance.group
         assert group is not None
         timeout = group.backend_settings.get("drain_timeout_seconds", DEFAULT_DRAIN_TIMEOUT_SECONDS)
-        started = instance.drain_started_at  # type: ignore[attr-defined]  # annotated
+        started = instance.drain_started_at
         timed_out = started is not None and now - started >= timedelta(seconds=timeout)
         if instance.current_load == 0 or timed_out:
             why = "drained (no requests in flight)" if instance.current_load == 0 else (

@@ -302,6 +302,7 @@ def test_the_detail_shows_the_shared_circuit_breaker(api_client, registration):
         lease = store.begin(
             Candidate(instance_id=instance_id), pool="p", now=time.time(), breaker=config, lease_seconds=30
         )
+        assert lease.lease is not None
         store.finish(
             lease.lease, outcome=Outcome.FAILURE, now=time.time(), breaker=config, pool_size=1, health_checks_agree=True
         )

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -37,7 +38,7 @@ SEED_AUTOSCALING = {
 }
 
 
-def group_row(group_id: int) -> dict[str, Any]:
+def group_row(group_id: int) -> Mapping[str, Any]:
     return ProviderGroup.objects.filter(pk=group_id).values().get()
 
 

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -25,14 +26,12 @@ from scaling.backends.pool import drain_step
 from scaling.backends.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from scaling.choices import ScalingEventStatus
 from scaling.models import ScalingEvent
-from tests.scaling.support import (
-    TRACKING,
-    make_group,
-    make_member,
-    make_sim_member,
-)
+from tests.scaling.support import TRACKING as TRACKING_POLICY
+from tests.scaling.support import make_group, make_member, make_sim_member
 
 pytestmark = pytest.mark.django_db
+# Spread as policy keyword arguments (**Any); support.TRACKING alone is inferred as dict[str, float].
+TRACKING: dict[str, Any] = TRACKING_POLICY
 SECRET = "whsec-scaling-0123456789"
 
 
@@ -91,10 +90,12 @@ def test_a_pool_event_activates_what_it_can_and_a_retry_does_only_the_rest(sim_s
 
     event = services.group_apply_event(event_id=event_id, now=now)
 
+    assert event is not None
     assert event.status == ScalingEventStatus.PENDING and "activated 1 of 2" in event.error
     assert statuses(group)["spare-1"] == "healthy"
     make_sim_member(sim_server, group, "spare-2", status=InstanceStatus.STANDBY)
     event = services.group_apply_event(event_id=event_id, now=event.next_attempt_at)
+    assert event is not None
     assert event.status == ScalingEventStatus.COMPLETED and event.result["activated"] == ["spare-2"]
     assert sim_server.stats("spare-1")["total"] == 1  # not checked again
     group.refresh_from_db()
@@ -310,8 +311,10 @@ def test_a_kubernetes_failure_fails_the_event_and_the_retry_completes_it(kube, t
 
     failed = services.group_apply_event(event_id=event_id, now=now)
 
+    assert failed is not None
     assert failed.status == "pending" and "500" in failed.error and kube.deployments[("ml", "vllm")] == 1
     done = services.group_apply_event(event_id=event_id, now=failed.next_attempt_at)
+    assert done is not None
     assert done.status == "completed" and kube.deployments[("ml", "vllm")] == 2
     group.refresh_from_db()
     assert group.desired_instances == 2

@@ -410,6 +410,7 @@ def test_a_backend_failure_is_retried_with_backoff_then_fails(now, webhook):
     clock = now
     for attempt in range(1, services.MAX_ATTEMPTS):
         event = services.group_apply_event(event_id=event_id, now=clock)
+        assert event is not None
         assert (event.status, event.attempts) == ("pending", attempt)
         assert event.next_attempt_at == clock + services.retry_delay(attempt)
         assert event.error.startswith("HTTP 503") and "operator endpoint is down" in event.error
@@ -418,6 +419,7 @@ def test_a_backend_failure_is_retried_with_backoff_then_fails(now, webhook):
 
     event = services.group_apply_event(event_id=event_id, now=clock)
 
+    assert event is not None
     assert (event.status, event.attempts) == ("failed", services.MAX_ATTEMPTS)
     assert event.completed_at == clock and event.error.startswith("HTTP 503")
     assert len(webhook.received) == services.MAX_ATTEMPTS
@@ -430,11 +432,13 @@ def test_a_retry_that_succeeds_completes_the_event(now, webhook):
     group = webhook_group(webhook.url)
     event_id = services.group_evaluate(group_id=group.pk, now=now)["event_id"]
     first = services.group_apply_event(event_id=event_id, now=now)
+    assert first is not None
     webhook.status = 200
 
     assert services.scaling_events_reap(now=first.next_attempt_at) == [event_id]
     event = services.group_apply_event(event_id=event_id, now=first.next_attempt_at)
 
+    assert event is not None
     assert (event.status, event.attempts, event.error) == ("completed", 2, "")
     assert event.result == {"note": "webhook answered HTTP 200", "status_code": 200}
 
@@ -451,7 +455,8 @@ def test_the_reaper_hands_back_an_event_a_dead_worker_left_in_progress(now, webh
 
     event = ScalingEvent.objects.get(pk=event_id)
     assert event.status == "pending" and "stopped before it finished" in event.error
-    assert services.group_apply_event(event_id=event_id, now=later).status == "completed"
+    applied = services.group_apply_event(event_id=event_id, now=later)
+    assert applied is not None and applied.status == "completed"
 
 
 def test_the_reaper_fails_a_stale_event_that_used_its_attempts(now):
@@ -467,6 +472,8 @@ def test_the_reaper_fails_a_stale_event_that_used_its_attempts(now):
 
 def test_a_member_leaving_the_group_is_not_counted(now):
     group = busy_group(members=3, load=6)
-    AIInstance.objects.filter(group=group).first().delete()
+    member = AIInstance.objects.filter(group=group).first()
+    assert member is not None
+    member.delete()
 
     assert services.group_evaluate(group_id=group.pk, dry_run=True, now=now)["current"] == 2

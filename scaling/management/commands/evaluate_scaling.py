@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from typing import cast
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -20,13 +21,14 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print the decisions as JSON lines.")
 
     def handle(self, *args: object, **options: object) -> None:
-        group_ids = options["groups"]
+        # argparse: type=int, action="append" -> a list of ints, or None without --group.
+        group_ids = cast("list[int] | None", options["groups"])
         if group_ids:
             known = set(ProviderGroup.objects.filter(pk__in=group_ids).values_list("pk", flat=True))
-            missing = [str(group_id) for group_id in group_ids if group_id not in known]  # type: ignore[attr-defined]
+            missing = [str(group_id) for group_id in group_ids if group_id not in known]
             if missing:
                 raise CommandError(f"No provider group with id {', '.join(missing)}.")
-        results = services.groups_evaluate(group_ids=group_ids, dry_run=bool(options["dry_run"]))  # type: ignore[arg-type]
+        results = services.groups_evaluate(group_ids=group_ids, dry_run=bool(options["dry_run"]))
         if not results:
             self.stdout.write("No provider group has auto-scaling enabled.")
         failed = 0
