@@ -17,7 +17,7 @@ from scaling.models import ProviderGroup
 _numbers = count(1)
 
 # Target tracking (scale down below 0.5) with short cooldowns, so one evaluation decides.
-TRACKING = {"scale_down_threshold": 0.5, "scale_up_cooldown": 60, "scale_down_cooldown": 120,
+TRACKING: dict[str, Any] = {"scale_down_threshold": 0.5, "scale_up_cooldown": 60, "scale_down_cooldown": 120,
             "scale_down_stabilization_seconds": 0}
 
 

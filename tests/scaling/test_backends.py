@@ -8,7 +8,6 @@ import hashlib
 import hmac
 import json
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -26,12 +25,10 @@ from scaling.backends.pool import drain_step
 from scaling.backends.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from scaling.choices import ScalingEventStatus
 from scaling.models import ScalingEvent
-from tests.scaling.support import TRACKING as TRACKING_POLICY
-from tests.scaling.support import make_group, make_member, make_sim_member
+from tests.scaling.support import TRACKING, make_group, make_member, make_sim_member
 
 pytestmark = pytest.mark.django_db
 # Spread as policy keyword arguments (**Any); support.TRACKING alone is inferred as dict[str, float].
-TRACKING: dict[str, Any] = TRACKING_POLICY
 SECRET = "whsec-scaling-0123456789"
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -21,12 +20,10 @@ from ishchat.periodic import DEFAULT_TASKS
 from scaling import services, tasks
 from scaling.choices import ScalingEventStatus
 from scaling.models import ProviderGroup, ScalingEvent
-from tests.scaling.support import TRACKING as TRACKING_POLICY
-from tests.scaling.support import make_group, make_member, make_sim_member
+from tests.scaling.support import TRACKING, make_group, make_member, make_sim_member
 
 pytestmark = pytest.mark.django_db
 # Spread as policy keyword arguments (**Any); support.TRACKING alone is inferred as dict[str, float].
-TRACKING: dict[str, Any] = TRACKING_POLICY
 
 
 def busy(name: str | None = None, **fields) -> ProviderGroup:
