@@ -30,6 +30,9 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from django.conf import settings
+from django.http.request import split_domain_port, validate_host
+
 from gateway.proxy import MAX_BODY_BYTES, Gateway, GatewayError, Reply, default_gateway
 
 logger = logging.getLogger(__name__)
@@ -86,6 +89,10 @@ class GatewayApp:
         gateway = self.gateway
         request_id = gateway.request_id(headers)
         path, method = scope["path"], scope["method"]
+        refusal = _front_door_refusal(scope, headers)
+        if refusal is not None:
+            await _send_reply(send, refusal.reply({"x-request-id": request_id}))
+            return
         if method != _ALLOWED[path]:
             error = GatewayError(405, f"Use {_ALLOWED[path]} for {path}.", code="method_not_allowed")
             await _send_reply(send, error.reply({"x-request-id": request_id, "allow": _ALLOWED[path]}))
@@ -119,6 +126,19 @@ class GatewayApp:
                     await work
         if not work.cancelled():
             work.result()  # a bug surfaces in the server's log
+
+
+def _front_door_refusal(scope: Scope, headers: dict[str, str]) -> GatewayError | None:
+    """What Django's middleware would refuse, checked here since /v1 bypasses it:
+    a Host outside ALLOWED_HOSTS, and plain HTTP when INSTANCE_MANAGER_HTTPS is on
+    (an API refuses rather than redirects: a redirected POST loses its body)."""
+    host, _port = split_domain_port(headers.get("host", ""))
+    if not host or not validate_host(host, settings.ALLOWED_HOSTS):
+        return GatewayError(400, "Invalid Host header.", code="invalid_host")
+    forwarded_https = settings.SECURE_PROXY_SSL_HEADER and headers.get("x-forwarded-proto") == "https"
+    if settings.SECURE_SSL_REDIRECT and scope.get("scheme") != "https" and not forwarded_https:
+        return GatewayError(403, "HTTPS is required.", code="https_required")
+    return None
 
 
 async def _read_body(receive: Receive) -> bytes:
