@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 from datetime import UTC, datetime
+from typing import Any
 
 from ishchat.request_context import current_request_id
 
@@ -52,3 +54,19 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)
         return redact(json.dumps(payload, default=str))
+
+
+def logs_to_stderr() -> None:
+    """Move console logging from stdout to stderr, for commands whose stdout is data."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+            handler.setStream(sys.stderr)
+
+
+class StdoutIsDataMixin:
+    """For management commands that print JSON/CSV/tables on stdout: their logs
+    (system checks included, which run before handle()) go to stderr instead."""
+
+    def execute(self, *args: Any, **options: Any) -> Any:
+        logs_to_stderr()
+        return super().execute(*args, **options)  # type: ignore[misc]

@@ -304,8 +304,8 @@ LOGGING = {
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            # stderr, so commands that print data to stdout (export_config) stay clean.
-            "stream": sys.stderr,
+            # Commands whose stdout is data move this to stderr (ishchat.logging.StdoutIsDataMixin).
+            "stream": sys.stdout,
             "formatter": "json",
             "filters": ["redact"],
         },

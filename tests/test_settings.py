@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -61,3 +62,20 @@ def test_bad_values_fail_loudly(env, message):
 
     assert result.returncode != 0
     assert message in result.stderr + result.stdout
+
+
+def test_logs_are_json_lines_on_stdout():
+    code = "import logging; logging.getLogger('probe').warning('marker-%s', 42)"
+    result = manage("shell", "-c", code, **SECRETS)
+
+    line = next(line for line in result.stdout.splitlines() if "marker-42" in line)
+    record = json.loads(line)
+    assert (record["level"], record["logger"], record["message"]) == ("WARNING", "probe", "marker-42")
+
+
+def test_data_commands_keep_stdout_for_data_and_log_to_stderr():
+    result = manage("export_config", "--format", "json", INSTANCE_MANAGER_CONFIG="/nonexistent/config.json", **SECRETS)
+
+    assert result.returncode == 0, result.stderr
+    assert "load_balancer" in json.loads(result.stdout)
+    assert "nonexistent" in result.stderr

@@ -12,9 +12,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from configuration.redaction import redact
 from configuration.schema import PathError, nest, parse_path
 from configuration.selectors import config_runtime_overrides, effective_config
+from ishchat.logging import StdoutIsDataMixin
 
 
-class Command(BaseCommand):
+class Command(StdoutIsDataMixin, BaseCommand):
     help = "Export the effective configuration (default) or only the runtime overrides, secrets redacted."
 
     def add_arguments(self, parser: CommandParser) -> None:

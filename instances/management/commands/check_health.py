@@ -7,9 +7,10 @@ from django.http import Http404
 from instances.choices import CheckType
 from instances.health.services import health_sweep
 from instances.selectors import instance_get
+from ishchat.logging import StdoutIsDataMixin
 
 
-class Command(BaseCommand):
+class Command(StdoutIsDataMixin, BaseCommand):
     help = "Run one health sweep in the foreground and print the results."
 
     def add_arguments(self, parser: CommandParser) -> None:

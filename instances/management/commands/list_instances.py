@@ -11,11 +11,12 @@ from instances import selectors
 from instances.api.serializers import InstanceSerializer
 from instances.choices import InstanceStatus, ProviderType
 from instances.models import AIInstance
+from ishchat.logging import StdoutIsDataMixin
 
 _COLUMNS = ("NAME", "INSTANCE ID", "PROVIDER/MODEL", "STATUS", "LOAD/CAP", "SCORE")
 
 
-class Command(BaseCommand):
+class Command(StdoutIsDataMixin, BaseCommand):
     help = "List registered instances (active ones unless --all) as a table, or as JSON with --json."
 
     def add_arguments(self, parser: CommandParser) -> None:

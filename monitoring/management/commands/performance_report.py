@@ -9,6 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from ishchat.logging import StdoutIsDataMixin
 from monitoring import reports, services
 
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
@@ -23,7 +24,7 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 
-class Command(BaseCommand):
+class Command(StdoutIsDataMixin, BaseCommand):
     help = "Performance report of the last window (default 24h) against the window before it."
 
     def add_arguments(self, parser: CommandParser) -> None:
