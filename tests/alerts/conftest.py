@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import socket
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -17,6 +13,7 @@ from django.utils import timezone
 from instances.choices import CheckStatus, CheckType, InstanceStatus, RequestStatus
 from instances.models import AIInstance, HealthCheck, RequestLog
 from scaling.models import ProviderGroup
+from tests.support.webhook import WebhookReceiver, webhook_receiver
 
 
 @pytest.fixture
@@ -103,55 +100,10 @@ def add_check(
     )
 
 
-@dataclass
-class Received:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-@dataclass
-class WebhookReceiver:
-    """A real HTTP server on 127.0.0.1 that records what it is sent and answers `status`."""
-
-    url: str
-    received: list[Received] = field(default_factory=list)
-    status: int = 200
-
-
 @pytest.fixture
 def webhook() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver(url="")
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", "0"))
-            body = self.rfile.read(length)
-            receiver.received.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-            answer = b'{"ok": true}' if receiver.status < 400 else b"receiver is down"
-            self.send_response(receiver.status)
-            if 300 <= receiver.status < 400:
-                self.send_header("Location", "http://127.0.0.1:9/elsewhere")
-            self.send_header("Content-Length", str(len(answer)))
-            self.end_headers()
-            self.wfile.write(answer)
-
-        def log_message(self, format: str, *args: Any) -> None:  # quiet
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/alerts"
-    try:
+    with webhook_receiver("/hooks/alerts") as receiver:
         yield receiver
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ conftest.py beside this."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import count
 from typing import Any
@@ -84,21 +82,3 @@ def set_load(group: ProviderGroup, load: int) -> None:
         current_load=load
     )
 
-
-@dataclass
-class Received:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-@dataclass
-class WebhookReceiver:
-    """A real HTTP server on 127.0.0.1 that records what it is sent and answers ``status``."""
-
-    url: str = ""
-    received: list[Received] = field(default_factory=list)
-    status: int = 200

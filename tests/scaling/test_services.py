@@ -413,7 +413,7 @@ def test_a_backend_failure_is_retried_with_backoff_then_fails(now, webhook):
         assert event is not None
         assert (event.status, event.attempts) == ("pending", attempt)
         assert event.next_attempt_at == clock + services.retry_delay(attempt)
-        assert event.error.startswith("HTTP 503") and "operator endpoint is down" in event.error
+        assert event.error.startswith("HTTP 503") and "receiver is down" in event.error
         assert services.group_apply_event(event_id=event_id, now=clock + timedelta(seconds=1)) is None  # not due
         clock = event.next_attempt_at
 
