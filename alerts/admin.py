@@ -18,6 +18,7 @@ from django.utils.html import format_html
 from alerts import channels, services
 from alerts.choices import AlertSeverity, AlertStatus, NotificationStatus
 from alerts.models import Alert, Notification, NotificationChannel
+from instances.admin import ReadOnlyAdmin
 from ishchat.errors import ConflictError
 
 _BADGE_COLOURS: dict[str, str] = {
@@ -191,7 +192,7 @@ class NotificationChannelAdmin(admin.ModelAdmin):
 
 
 @admin.register(Notification)
-class NotificationAdmin(admin.ModelAdmin):
+class NotificationAdmin(ReadOnlyAdmin):
     list_display = (
         "id",
         "alert",
@@ -210,14 +211,6 @@ class NotificationAdmin(admin.ModelAdmin):
     raw_id_fields = ("alert",)
     show_full_result_count = False
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, notification: Notification) -> str:
