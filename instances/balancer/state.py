@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import threading
 import time
@@ -38,13 +39,15 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import redis
 
 from instances.balancer import breaker as brk
 from instances.balancer import latency, ratelimit
 from instances.balancer.candidates import Candidate, Reason
+
+logger = logging.getLogger(__name__)
 
 R = TypeVar("R")
 
@@ -459,7 +462,8 @@ class RedisStateStore(StateStore):
         max_attempts: int = 100,
     ) -> None:
         super().__init__(prefix=prefix, latency_tau=latency_tau)
-        self._redis = redis.Redis.from_url(url, decode_responses=True)
+        # Short timeouts: a hung Redis must fail fast so ResilientStateStore can take over.
+        self._redis = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=1.0, socket_timeout=2.0)
         self._max_attempts = max_attempts
         self._cas = self._redis.register_script(_CAS_LUA)
         self._lease_add_script = self._redis.register_script(_LEASE_ADD_LUA)
@@ -518,12 +522,61 @@ def _milliseconds(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
 
+class ResilientStateStore:
+    """Redis first; while Redis is unreachable, this process's own state.
+
+    Routing keeps working through a Redis outage (fail open) at the price of
+    per-process positions, breakers and limits until Redis answers again; the
+    switch is logged. Redis is tried again `retry_seconds` after a failure.
+    """
+
+    def __init__(
+        self,
+        primary: StateStore,
+        fallback: StateStore,
+        *,
+        retry_seconds: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.primary = primary
+        self.fallback = fallback
+        self.retry_seconds = retry_seconds
+        self._clock = clock
+        self._down_until = 0.0
+
+    @property
+    def degraded(self) -> bool:
+        """True while calls go to the fallback."""
+        return self._clock() < self._down_until
+
+    def __getattr__(self, name: str) -> Any:
+        primary_attribute = getattr(self.primary, name)
+        if not callable(primary_attribute):
+            return primary_attribute
+
+        def call(*args: object, **kwargs: object) -> object:
+            if not self.degraded:
+                try:
+                    return primary_attribute(*args, **kwargs)
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    self._down_until = self._clock() + self.retry_seconds
+                    logger.error(
+                        "balancer state: Redis unreachable (%s); using this process's state for %.0f s",
+                        exc,
+                        self.retry_seconds,
+                    )
+            return getattr(self.fallback, name)(*args, **kwargs)
+
+        return call
+
+
 _store: StateStore | None = None
 _store_lock = threading.Lock()
 
 
 def get_state_store() -> StateStore:
-    """The process-wide store: Redis when settings.REDIS_URL is set, else in process.
+    """The process-wide store: Redis (falling back to process state while it is down)
+    when settings.REDIS_URL is set, else in process.
 
     The key prefix is settings.BALANCER_KEY_PREFIX when defined.
     """
@@ -534,9 +587,11 @@ def get_state_store() -> StateStore:
                 from django.conf import settings
 
                 prefix = getattr(settings, "BALANCER_KEY_PREFIX", DEFAULT_PREFIX)
-                _store = (
-                    RedisStateStore(settings.REDIS_URL, prefix=prefix)
-                    if settings.REDIS_URL
-                    else InProcessStateStore(prefix=prefix)
-                )
+                if settings.REDIS_URL:
+                    resilient = ResilientStateStore(
+                        RedisStateStore(settings.REDIS_URL, prefix=prefix), InProcessStateStore(prefix=prefix)
+                    )
+                    _store = cast(StateStore, resilient)
+                else:
+                    _store = InProcessStateStore(prefix=prefix)
     return _store

@@ -10,7 +10,14 @@ import redis
 
 from instances.balancer.breaker import BreakerConfig, BreakerEvent, Outcome, Phase
 from instances.balancer.candidates import Candidate, Reason
-from instances.balancer.state import InProcessStateStore, Lease, RedisStateStore, StateStore, get_state_store
+from instances.balancer.state import (
+    InProcessStateStore,
+    Lease,
+    RedisStateStore,
+    ResilientStateStore,
+    StateStore,
+    get_state_store,
+)
 from instances.balancer.strategies import swrr_step
 from tests.balancer.conftest import FakeClock
 
@@ -227,5 +234,7 @@ def test_the_process_store_is_redis_when_a_url_is_configured(
     settings.REDIS_URL = redis_url
     settings.BALANCER_KEY_PREFIX = "custom:"
     shared = get_state_store()
-    assert isinstance(shared, RedisStateStore)
-    assert shared.prefix == "custom:"
+    assert isinstance(shared, ResilientStateStore)
+    assert isinstance(shared.primary, RedisStateStore)
+    assert isinstance(shared.fallback, InProcessStateStore)
+    assert shared.primary.prefix == shared.fallback.prefix == "custom:"
