@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
@@ -21,7 +22,7 @@ def call(host: str, *, scheme: str = "http", forwarded_proto: str | None = None)
     if forwarded_proto:
         headers.append((b"x-forwarded-proto", forwarded_proto.encode()))
     scope = {"type": "http", "path": "/v1/models", "method": "GET", "headers": headers, "scheme": scheme}
-    sent: list[dict[str, Any]] = []
+    sent: list[MutableMapping[str, Any]] = []
 
     messages = [{"type": "http.request", "body": b"", "more_body": False}]
 
@@ -31,7 +32,7 @@ def call(host: str, *, scheme: str = "http", forwarded_proto: str | None = None)
         await asyncio.sleep(3600)  # the client stays connected
         return {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message)
 
     app = GatewayApp(gateway=Gateway(log_buffer=RequestLogBuffer(background=False)))
