@@ -58,3 +58,34 @@ def offset_field() -> Any:
     from rest_framework import serializers
 
     return serializers.IntegerField(min_value=0, max_value=MAX_OFFSET, required=False, default=0)
+
+
+def page_schema(name: str, item: Any) -> Any:
+    """The OpenAPI shape of a list page: {count, limit, offset, results: [item]}."""
+    from drf_spectacular.utils import inline_serializer
+    from rest_framework import serializers
+
+    return inline_serializer(
+        name=name,
+        fields={
+            "count": serializers.IntegerField(),
+            "limit": serializers.IntegerField(),
+            "offset": serializers.IntegerField(),
+            "results": item,
+        },
+    )
+
+
+def page_response(queryset: Any, serializer_class: Any, *, limit: int, offset: int) -> Any:
+    """Every list endpoint's answer: one page of `queryset` and the total count."""
+    from rest_framework.response import Response
+
+    page = list(queryset[offset : offset + limit])
+    return Response(
+        {
+            "count": queryset.count(),
+            "limit": limit,
+            "offset": offset,
+            "results": serializer_class(page, many=True).data,
+        }
+    )

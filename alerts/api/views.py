@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from alerts import selectors, services
 from alerts.api.serializers import AlertListQuerySerializer, AlertSerializer
+from ishchat.api import page_response, page_schema
 
-AlertPage = inline_serializer(
-    name="AlertPage",
-    fields={
-        "count": serializers.IntegerField(),
-        "limit": serializers.IntegerField(),
-        "offset": serializers.IntegerField(),
-        "results": AlertSerializer(many=True),
-    },
-)
+AlertPage = page_schema("AlertPage", AlertSerializer(many=True))
 
 
 def _actor(request: Request) -> str:
@@ -39,15 +31,7 @@ class AlertListView(APIView):
         filters = dict(query.validated_data)
         limit, offset = filters.pop("limit"), filters.pop("offset")
         queryset = selectors.alert_list(**filters)
-        page = list(queryset[offset : offset + limit])
-        return Response(
-            {
-                "count": queryset.count(),
-                "limit": limit,
-                "offset": offset,
-                "results": AlertSerializer(page, many=True).data,
-            }
-        )
+        return page_response(queryset, AlertSerializer, limit=limit, offset=offset)
 
 
 class AlertDetailView(APIView):

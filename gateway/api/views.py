@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
@@ -33,6 +33,7 @@ from instances.api.serializers import InstanceSerializer
 from instances.balancer.candidates import Candidate
 from instances.balancer.strategies import UnknownStrategy
 from instances.models import AIInstance
+from ishchat.api import page_response, page_schema
 
 
 def _alternative(candidate: Candidate) -> dict[str, object]:
@@ -141,15 +142,7 @@ class LoadBalancerBreakersView(APIView):
         return Response(BreakerListSerializer(selectors.lb_breakers(**query)).data)
 
 
-LoadBalancerConfigPage = inline_serializer(
-    name="LoadBalancerConfigPage",
-    fields={
-        "count": serializers.IntegerField(),
-        "limit": serializers.IntegerField(),
-        "offset": serializers.IntegerField(),
-        "results": LoadBalancerConfigSerializer(many=True),
-    },
-)
+LoadBalancerConfigPage = page_schema("LoadBalancerConfigPage", LoadBalancerConfigSerializer(many=True))
 
 
 class LoadBalancerConfigListView(APIView):
@@ -162,15 +155,7 @@ class LoadBalancerConfigListView(APIView):
         query = _query(LoadBalancerConfigListQuerySerializer, request)
         limit, offset = query.pop("limit"), query.pop("offset")
         configs = selectors.lb_config_list(**query)
-        page = list(configs[offset : offset + limit])
-        return Response(
-            {
-                "count": configs.count(),
-                "limit": limit,
-                "offset": offset,
-                "results": LoadBalancerConfigSerializer(page, many=True).data,
-            }
-        )
+        return page_response(configs, LoadBalancerConfigSerializer, limit=limit, offset=offset)
 
     @extend_schema(
         request=LoadBalancerConfigWriteSerializer,

@@ -30,20 +30,13 @@ from instances.api.serializers import (
 from instances.balancer.state import get_state_store
 from instances.health import selectors as health_selectors
 from instances.health import services as health_services
+from ishchat.api import page_response, page_schema
 from ishchat.views import component_health
 from scaling.models import ProviderGroup
 
 _STARTED_AT = time.time()
 
-InstancePage = inline_serializer(
-    name="InstancePage",
-    fields={
-        "count": serializers.IntegerField(),
-        "limit": serializers.IntegerField(),
-        "offset": serializers.IntegerField(),
-        "results": InstanceSerializer(many=True),
-    },
-)
+InstancePage = page_schema("InstancePage", InstanceSerializer(many=True))
 
 
 def _actor(request: Request) -> str:
@@ -71,15 +64,7 @@ class InstanceListView(APIView):
         filters = dict(query.validated_data)
         limit, offset = filters.pop("limit"), filters.pop("offset")
         queryset = selectors.instance_list(**filters)
-        page = list(queryset[offset : offset + limit])
-        return Response(
-            {
-                "count": queryset.count(),
-                "limit": limit,
-                "offset": offset,
-                "results": InstanceSerializer(page, many=True).data,
-            }
-        )
+        return page_response(queryset, InstanceSerializer, limit=limit, offset=offset)
 
 
 class InstanceDetailView(APIView):

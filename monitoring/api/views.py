@@ -6,8 +6,7 @@ from collections.abc import Iterable
 
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
-from rest_framework import serializers
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import BaseParser
 from rest_framework.renderers import BaseRenderer
@@ -15,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ishchat.api import page_response, page_schema
 from ishchat.errors import ConflictError
 from ishchat.locks import lease
 from monitoring import reports, selectors, services
@@ -28,15 +28,7 @@ from monitoring.api.serializers import (
 )
 from monitoring.tasks import RETENTION_LEASE, RETENTION_LEASE_SECONDS
 
-ReportPage = inline_serializer(
-    name="ReportPage",
-    fields={
-        "count": serializers.IntegerField(),
-        "limit": serializers.IntegerField(),
-        "offset": serializers.IntegerField(),
-        "results": ReportSummarySerializer(many=True),
-    },
-)
+ReportPage = page_schema("ReportPage", ReportSummarySerializer(many=True))
 
 
 class CleanupView(APIView):
@@ -73,15 +65,7 @@ class ReportListView(APIView):
         query.is_valid(raise_exception=True)
         limit, offset = query.validated_data["limit"], query.validated_data["offset"]
         queryset = selectors.report_list()
-        page = list(queryset[offset : offset + limit])
-        return Response(
-            {
-                "count": queryset.count(),
-                "limit": limit,
-                "offset": offset,
-                "results": ReportSummarySerializer(page, many=True).data,
-            }
-        )
+        return page_response(queryset, ReportSummarySerializer, limit=limit, offset=offset)
 
 
 class ReportDetailView(APIView):

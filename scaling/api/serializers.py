@@ -109,7 +109,9 @@ class ScaleSerializer(StrictFieldsMixin, serializers.Serializer):
     desired_instances = serializers.IntegerField(min_value=0, max_value=INT_MAX)
     reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
     pause_seconds = serializers.IntegerField(
-        min_value=0, max_value=7 * 86_400, required=False,
+        min_value=0,
+        max_value=7 * 86_400,
+        required=False,
         help_text="Pause automatic scaling this long (default auto_scaling.manual_pause_seconds, 900 s); 0: none.",
     )
 
@@ -135,6 +137,7 @@ class MetricsQuerySerializer(StrictFieldsMixin, serializers.Serializer):
 
 
 # --- output -------------------------------------------------------------------------------------
+
 
 class DecisionRecordSerializer(serializers.Serializer):
     """A decision as stored (scaling.engine.Decision.to_dict without its inputs) and what was done."""

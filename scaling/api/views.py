@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import serializers, status
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ishchat.api import page_response, page_schema
 from scaling import selectors, services
 from scaling.api.serializers import (
     AutoScalingSerializer,
@@ -29,18 +30,6 @@ from scaling.api.serializers import (
 )
 
 
-def _page(name: str, item: serializers.Serializer) -> serializers.Serializer:
-    return inline_serializer(
-        name=name,
-        fields={
-            "count": serializers.IntegerField(),
-            "limit": serializers.IntegerField(),
-            "offset": serializers.IntegerField(),
-            "results": item,
-        },
-    )
-
-
 def _actor(request: Request) -> str:
     return f"api:{getattr(request.user, 'name', 'unknown')}"
 
@@ -52,7 +41,7 @@ def _group_body(group_id: int) -> dict[str, Any]:
 class GroupListView(APIView):
     @extend_schema(
         parameters=[GroupListQuerySerializer],
-        responses={200: _page("ProviderGroupPage", ProviderGroupSerializer(many=True))},
+        responses={200: page_schema("ProviderGroupPage", ProviderGroupSerializer(many=True))},
         operation_id="group_list",
         description="Provider groups by name, with instance counts and the last decision.",
     )
@@ -61,15 +50,7 @@ class GroupListView(APIView):
         query.is_valid(raise_exception=True)
         limit, offset = query.validated_data["limit"], query.validated_data["offset"]
         queryset = selectors.group_list()
-        page = list(queryset[offset : offset + limit])
-        return Response(
-            {
-                "count": queryset.count(),
-                "limit": limit,
-                "offset": offset,
-                "results": ProviderGroupSerializer(page, many=True).data,
-            }
-        )
+        return page_response(queryset, ProviderGroupSerializer, limit=limit, offset=offset)
 
     @extend_schema(
         request=GroupCreateSerializer,
@@ -186,7 +167,7 @@ class GroupScaleView(APIView):
 class GroupEventListView(APIView):
     @extend_schema(
         parameters=[EventListQuerySerializer],
-        responses={200: _page("ScalingEventPage", ScalingEventSerializer(many=True))},
+        responses={200: page_schema("ScalingEventPage", ScalingEventSerializer(many=True))},
         operation_id="group_scaling_events",
         description="The group's scaling events (actions, cooldown-skipped actions, manual ones), newest first.",
     )
@@ -197,15 +178,7 @@ class GroupEventListView(APIView):
         filters = dict(query.validated_data)
         limit, offset = filters.pop("limit"), filters.pop("offset")
         queryset = selectors.scaling_event_list(group_id=group.pk, **filters)
-        page = list(queryset[offset : offset + limit])
-        return Response(
-            {
-                "count": queryset.count(),
-                "limit": limit,
-                "offset": offset,
-                "results": ScalingEventSerializer(page, many=True).data,
-            }
-        )
+        return page_response(queryset, ScalingEventSerializer, limit=limit, offset=offset)
 
 
 class ScalingMetricsView(APIView):
