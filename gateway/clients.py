@@ -9,8 +9,8 @@ client of its upstream origin that carries fewer than PER_CLIENT requests, and
 a new client is opened when none does: no pool ever holds more than
 PER_CLIENT requests or connections, whatever the concurrency.
 
-Opening a client is cheap because all of them share one SSL context (httpx
-would load the CA bundle for each: ~30 ms). Clients belong to the event loop
+Opening a client is cheap because all of them share one SSL context
+(instances.providers.transport.shared_ssl_context). Clients belong to the event loop
 that opened them (their connections do), so clients are kept per running loop;
 a closed loop's are dropped.
 """
@@ -18,16 +18,14 @@ a closed loop's are dropped.
 from __future__ import annotations
 
 import asyncio
-import functools
 import importlib.util
-import ssl
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import httpx
 
-from instances.providers.transport import USER_AGENT
+from instances.providers.transport import build_client
 
 # httpcore imports sniffio on every request to learn which async library runs it, and a failed
 # import is not cached: without sniffio installed that is a search of sys.path several times per
@@ -40,22 +38,9 @@ PER_CLIENT = 4
 MAX_CLIENTS_PER_ORIGIN = 1024  # past that, clients are shared beyond PER_CLIENT rather than multiplied
 
 
-@functools.cache
-def _ssl_context() -> ssl.SSLContext:
-    return httpx.create_ssl_context(trust_env=False)
-
-
 def small_client() -> httpx.AsyncClient:
-    """instances.providers.build_client's settings (no redirects, no environment, its user agent and
-    timeout backstop) with a pool of PER_CLIENT connections and the shared SSL context."""
-    return httpx.AsyncClient(
-        follow_redirects=False,
-        trust_env=False,
-        verify=_ssl_context(),
-        timeout=httpx.Timeout(30.0),
-        limits=httpx.Limits(max_connections=PER_CLIENT, max_keepalive_connections=PER_CLIENT, keepalive_expiry=30.0),
-        headers={"user-agent": USER_AGENT},
-    )
+    """instances.providers.build_client with a pool of PER_CLIENT connections."""
+    return build_client(max_connections=PER_CLIENT, max_keepalive_connections=PER_CLIENT)
 
 
 class _Slot:
