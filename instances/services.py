@@ -137,15 +137,21 @@ def instance_update(
     *,
     instance: AIInstance,
     changes: dict[str, Any],
+    actor: str = "api",
 ) -> AIInstance:
-    """Apply a partial update. `api_key` sets a new key ("" clears it);
-    `group_id` moves the instance (None removes it from its group)."""
+    """Apply a partial update in one transaction. `api_key` sets a new key ("" clears
+    it); `group_id` moves the instance (None removes it from its group); `status`
+    is an operator status, recorded as a transition by `actor`."""
     changes = dict(changes)
-    unknown = set(changes) - UPDATABLE_FIELDS - {"api_key", "group_id"}
+    unknown = set(changes) - UPDATABLE_FIELDS - {"api_key", "group_id", "status"}
     if unknown:
         raise ValidationError({name: ["This field cannot be changed here."] for name in sorted(unknown)})
     if not instance.is_active:
         raise ValidationError({"non_field_errors": ["A deregistered instance cannot be changed."]})
+    new_status = changes.pop("status", None)
+    if new_status is not None and new_status not in OPERATOR_STATUSES:
+        allowed = ", ".join(sorted(OPERATOR_STATUSES))
+        raise ValidationError({"status": [f"Operators may set {allowed}; health checks set the rest."]})
     if "endpoint_url" in changes:
         try:
             changes["endpoint_url"] = validate_endpoint_url(changes["endpoint_url"])
@@ -159,7 +165,10 @@ def instance_update(
         _ensure_name_free(changes["instance_name"], exclude_pk=instance.pk)
     for field, value in changes.items():
         setattr(instance, field, value)
-    _save(instance)
+    with transaction.atomic():
+        _save(instance)
+        if new_status is not None:
+            instance_set_operator_status(instance=instance, status=new_status, actor=actor)
     return instance
 
 

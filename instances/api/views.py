@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
-from django.db import transaction
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import ValidationError
@@ -82,13 +80,7 @@ class InstanceDetailView(APIView):
         instance = selectors.instance_get(instance_id)
         serializer = InstanceUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        changes: dict[str, Any] = dict(serializer.validated_data)
-        new_status = changes.pop("status", None)
-        with transaction.atomic():
-            if changes:
-                services.instance_update(instance=instance, changes=changes)
-            if new_status:
-                services.instance_set_operator_status(instance=instance, status=new_status, actor=_actor(request))
+        services.instance_update(instance=instance, changes=dict(serializer.validated_data), actor=_actor(request))
         return Response(InstanceSerializer(selectors.instance_get(instance_id)).data)
 
     @extend_schema(responses={204: None}, operation_id="instance_deregister")
