@@ -115,6 +115,9 @@ class Behaviour:
     redirect_to: str | None = field(default=None, metadata={"help": "Answer 307 to this URL instead of replying."})
     malformed: bool = field(default=False, metadata={"help": "Answer 200 with a body that is not the API's JSON."})
     down: bool = field(default=False, metadata={"help": "Drop every connection without an answer."})
+    trickle_ms: float = field(
+        default=0.0, metadata={"help": "Send every reply body one byte every trickle_ms ms (0: off), streams too."}
+    )
 
     def __post_init__(self) -> None:
         problems = [
@@ -132,6 +135,7 @@ class Behaviour:
                 ((self.stream_error_after or 0) >= 0, "stream_error_after must be >= 0"),
                 ((self.vllm_running or 0) >= 0 and self.vllm_waiting >= 0, "vLLM queue lengths must be >= 0"),
                 (0.0 <= self.vllm_kv_cache_usage <= 1.0, "vllm_kv_cache_usage must be within 0..1"),
+                (self.trickle_ms >= 0, "trickle_ms must be >= 0"),
             )
             if not ok
         ]
@@ -298,6 +302,8 @@ class Exchange:
         self._send = send
         self._stats = stats
         self._watch: asyncio.Future[None] | None = None
+        # A provider that trickles: each body byte after this pause (Behaviour.trickle_ms).
+        self.trickle_seconds = 0.0
 
     async def body(self) -> bytes:
         chunks = bytearray()
@@ -345,6 +351,13 @@ class Exchange:
         await self._send({"type": "http.response.start", "status": status, "headers": raw})
 
     async def chunk(self, data: bytes, *, more: bool = True) -> None:
+        if self.trickle_seconds and data:
+            for index in range(len(data)):
+                if not await self.pause(self.trickle_seconds):
+                    return
+                byte, more_of_it = data[index : index + 1], more or index < len(data) - 1
+                await self._send({"type": "http.response.body", "body": byte, "more_body": more_of_it})
+            return
         await self._send({"type": "http.response.body", "body": data, "more_body": more})
 
     async def reply(
@@ -439,6 +452,7 @@ class SimulatorApp:
         shape = "anthropic" if endpoint == "messages" or "anthropic-version" in exchange.headers else "openai"
         stats.total += 1
         stats.by_endpoint[endpoint] += 1
+        exchange.trickle_seconds = behaviour.trickle_ms / 1000.0
         if behaviour.down:
             stats.by_status["dropped"] += 1
             await exchange.drop()

@@ -240,6 +240,23 @@ def test_latency_delays_the_answer(http: httpx.Client, sim_server: SimulatorClie
     assert time.monotonic() - started >= 0.2
 
 
+def test_a_trickling_instance_sends_its_headers_at_once_and_its_body_a_byte_at_a_time(
+    http: httpx.Client, sim_server: SimulatorClient
+) -> None:
+    sim_server.configure("trickle", trickle_ms=20, reply_tokens=1)
+
+    started = time.monotonic()
+    with http.stream("POST", sim_server.base_url("trickle") + "/chat/completions", json=CHAT) as response:
+        headers_after = time.monotonic() - started
+        pieces = list(response.iter_raw())
+    body = b"".join(pieces)
+
+    assert response.status_code == 200 and headers_after < 0.5
+    assert time.monotonic() - started >= 0.02 * len(body) * 0.9
+    assert len(pieces) > len(body) / 4  # arrives in many small reads, not as one body
+    assert b"chat.completion" in body
+
+
 def test_a_down_instance_drops_the_connection_without_a_status_line(
     http: httpx.Client, sim_server: SimulatorClient
 ) -> None:
