@@ -8,10 +8,17 @@ whatever is queued is written, so a clean stop loses nothing.
 
 Memory is bounded: while the database is unreachable (OperationalError,
 InterfaceError) rows stay queued, and beyond `capacity` the oldest are
-dropped; `dropped` counts them and the writer logs the count. A batch the
-database refuses for a vanished instance (deleted meanwhile: foreign-key
-error) is written again without that link; a batch it refuses for any other
-reason is dropped and logged, so one bad row cannot block the queue.
+dropped (reason buffer_full). A batch the database refuses for a vanished
+instance (deleted meanwhile: foreign-key error) is written again without that
+link. A batch it refuses for any other reason (a NUL character PostgreSQL
+will not store, a violated constraint) holds at least one row it will never
+accept: the batch is split in halves and each half written again, down to the
+single refused rows, which are dropped (reason refused). With b bad rows in a
+batch of n that costs O(b * log n) statements, and every good row is written.
+
+Drops are counted by reason in `dropped_by_reason`, in the per-process
+Prometheus counter instance_manager_requestlog_dropped_total{reason} and in the
+writer's log line (at most one every DROP_LOG_SECONDS).
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from django.db import (
 )
 
 from instances.models import AIInstance, RequestLog
+from monitoring.metrics import REQUESTLOG_DROP_REASONS, REQUESTLOG_DROPPED
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +53,10 @@ DROP_LOG_SECONDS = 10.0
 
 Row = dict[str, Any]
 """RequestLog field values by field name (instance_id / original_instance_id are AIInstance pks)."""
+
+BUFFER_FULL = "buffer_full"
+REFUSED = "refused"
+CONNECTION_ERRORS = (OperationalError, InterfaceError)
 
 
 class RequestLogBuffer:
@@ -65,7 +77,7 @@ class RequestLogBuffer:
         self.background = background
         self._write = write or write_rows
         self.written = 0
-        self.dropped = 0
+        self.dropped_by_reason = dict.fromkeys(REQUESTLOG_DROP_REASONS, 0)
         self.failed_flushes = 0
         self._rows: deque[Row] = deque()
         self._lock = threading.Lock()  # guards _rows and the counters
@@ -79,12 +91,17 @@ class RequestLogBuffer:
     def __len__(self) -> int:
         return len(self._rows)
 
+    @property
+    def dropped(self) -> int:
+        """Rows dropped so far, whatever the reason."""
+        return sum(self.dropped_by_reason.values())
+
     def add(self, row: Row) -> None:
         """Queue one row; never touches the database."""
         with self._lock:
             if len(self._rows) >= self.capacity:
                 self._rows.popleft()
-                self.dropped += 1
+                self._count_drop(BUFFER_FULL)
             self._rows.append(row)
             full = len(self._rows) >= self.batch_size
         if self.background and self._thread is None:
@@ -95,8 +112,8 @@ class RequestLogBuffer:
     def flush(self) -> int:
         """Write every queued row now, in this thread; returns the rows written.
 
-        On a database error the unwritten rows go back to the front of the
-        queue (oldest first, within capacity) for the next flush.
+        When the database is unreachable the unwritten rows go back to the
+        front of the queue (oldest first, within capacity) for the next flush.
         """
         written = 0
         with self._flush_lock:
@@ -107,22 +124,59 @@ class RequestLogBuffer:
                 if not batch:
                     break
                 try:
-                    self._write(batch)
-                except (OperationalError, InterfaceError):
-                    self._requeue(batch)
+                    written += self._write_isolating(batch)
+                except CONNECTION_ERRORS:
                     self.failed_flushes += 1
                     logger.warning("RequestLog flush failed; %d rows kept for the next try", len(self), exc_info=True)
                     break
-                except DatabaseError:
-                    with self._lock:
-                        self.dropped += len(batch)
-                    logger.exception("RequestLog batch of %d rows refused by the database; dropped", len(batch))
-                    continue
-                written += len(batch)
-                with self._lock:
-                    self.written += len(batch)
         self._log_drops()
         return written
+
+    def _write_isolating(self, batch: list[Row]) -> int:
+        """Write the batch; a part the database refuses is halved and retried down to single rows.
+
+        1. Write the next part (the whole batch first).
+        2. Refused (a DatabaseError that is not a connection error): a part of one row is
+           dropped as refused; a bigger part is split in two halves, written in turn.
+        3. Connection lost: every part not written yet goes back to the queue, in order,
+           and the error propagates (flush stops until the next try).
+        Returns the rows written.
+        """
+        written = 0
+        parts = [batch]  # a stack: the last part is the oldest one not written yet
+        while parts:
+            part = parts.pop()
+            try:
+                self._write(part)
+            except CONNECTION_ERRORS:
+                self._requeue([row for unwritten in (part, *reversed(parts)) for row in unwritten])
+                raise
+            except DatabaseError as exc:
+                if len(part) == 1:
+                    self._refused(part[0], exc)
+                else:
+                    middle = len(part) // 2
+                    parts += [part[middle:], part[:middle]]
+                continue
+            written += len(part)
+            with self._lock:
+                self.written += len(part)
+        return written
+
+    def _refused(self, row: Row, exc: DatabaseError) -> None:
+        with self._lock:
+            self._count_drop(REFUSED)
+        logger.error(
+            "RequestLog row %r refused by the database; dropped (%s: %s)",
+            row.get("request_id"),
+            type(exc).__name__,
+            str(exc).splitlines()[0] if str(exc) else "",
+        )
+
+    def _count_drop(self, reason: str) -> None:
+        """Count one dropped row (the caller holds _lock)."""
+        self.dropped_by_reason[reason] += 1
+        REQUESTLOG_DROPPED.labels(reason=reason).inc()
 
     def close(self, timeout: float = 10.0) -> None:
         """Stop the writer thread and write what is left (atexit)."""
@@ -143,7 +197,7 @@ class RequestLogBuffer:
             self._rows.extendleft(reversed(batch))
             while len(self._rows) > self.capacity:
                 self._rows.popleft()
-                self.dropped += 1
+                self._count_drop(BUFFER_FULL)
 
     def _start(self) -> None:
         with self._lock:
@@ -168,13 +222,18 @@ class RequestLogBuffer:
 
     def _log_drops(self) -> None:
         now = time.monotonic()
-        if self.dropped != self._dropped_logged and now - self._drop_logged_at >= DROP_LOG_SECONDS:
+        dropped = self.dropped
+        if dropped != self._dropped_logged and now - self._drop_logged_at >= DROP_LOG_SECONDS:
+            by_reason = dict(self.dropped_by_reason)
             logger.error(
-                "RequestLog buffer full: %d rows dropped so far (%d since the last report)",
-                self.dropped,
-                self.dropped - self._dropped_logged,
+                "RequestLog rows dropped: %d so far (%d since the last report); buffer_full=%d refused=%d",
+                dropped,
+                dropped - self._dropped_logged,
+                by_reason[BUFFER_FULL],
+                by_reason[REFUSED],
+                extra={"dropped": by_reason},
             )
-            self._dropped_logged = self.dropped
+            self._dropped_logged = dropped
             self._drop_logged_at = now
 
 

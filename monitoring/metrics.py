@@ -12,6 +12,10 @@ the number of processes, and any process may answer a scrape:
 
 A scrape costs a fixed number of queries (SCRAPE_QUERY_BOUND, asserted by a test)
 whatever the number of rows, and its result is cached for CACHE_SECONDS per process.
+
+One exception is per process by nature: requestlog_dropped_total counts RequestLog rows
+that never reached the database (so no row can count them), kept by each process's
+buffer (gateway.logbuffer) and scraped from that process.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any
 
 from django.db.models import Count, FloatField, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
+from prometheus_client import Counter
 from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
@@ -41,6 +46,17 @@ DURATION_BUCKETS_SECONDS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.
 Labels = tuple[tuple[str, str], ...]
 Key = tuple[str, Labels]
 """A sample: its full name (with _bucket/_sum/_count for the histogram) and sorted label pairs."""
+
+# Per process (see the module docstring). reason: buffer_full (oldest rows dropped while the database
+# was away too long) or refused (a row the database will never accept, isolated from its batch).
+REQUESTLOG_DROP_REASONS = ("buffer_full", "refused")
+REQUESTLOG_DROPPED = Counter(
+    f"{PREFIX}requestlog_dropped",
+    "RequestLog rows this process dropped without writing them, by reason (buffer_full, refused).",
+    ["reason"],
+)
+for _reason in REQUESTLOG_DROP_REASONS:
+    REQUESTLOG_DROPPED.labels(reason=_reason)
 
 BREAKER_VALUES = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
 UP_STATUSES = frozenset({"healthy", "degraded"})

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.db import OperationalError, ProgrammingError
+from django.db import DatabaseError, OperationalError, ProgrammingError, connection
 from django.utils import timezone
+from prometheus_client import REGISTRY
 
 from gateway.logbuffer import RequestLogBuffer, Row, write_rows
 from instances.models import RequestLog
@@ -115,6 +116,118 @@ def test_a_batch_the_database_refuses_for_its_content_is_dropped_not_retried_for
     buffer.flush()
 
     assert (len(buffer), buffer.dropped) == (0, 1)
+
+
+def dropped_metric(reason: str) -> float:
+    """instance_manager_requestlog_dropped_total{reason} as this process's /metrics reports it."""
+    value = REGISTRY.get_sample_value("instance_manager_requestlog_dropped_total", {"reason": reason})
+    assert value is not None
+    return value
+
+
+def bad_row(n: int) -> Row:
+    """A row the database never accepts: PostgreSQL refuses NUL in text, SQLite a negative status code
+    (the CHECK of a positive small integer)."""
+    if connection.vendor == "postgresql":
+        return row(n, session_id="user\x00nul", error="a NUL \x00 in the error")
+    return row(n, status_code=-1)
+
+
+class CountingWriter:
+    """write_rows, counting the statements (batches) tried."""
+
+    def __init__(self) -> None:
+        self.tries = 0
+
+    def __call__(self, batch: list[Row]) -> None:
+        self.tries += 1
+        write_rows(batch)
+
+
+@pytest.mark.django_db
+def test_one_refused_row_is_dropped_and_counted_and_the_rest_of_its_batch_is_written(caplog):
+    writer = CountingWriter()
+    buffer = RequestLogBuffer(batch_size=500, background=False, write=writer)
+    before = dropped_metric("refused"), dropped_metric("buffer_full")
+    for n in range(51):
+        buffer.add(bad_row(n) if n == 17 else row(n))
+
+    with caplog.at_level("ERROR", logger="gateway.logbuffer"):
+        written = buffer.flush()
+
+    assert written == buffer.written == 50
+    assert RequestLog.objects.count() == 50
+    assert not RequestLog.objects.filter(request_id="r17").exists()
+    assert buffer.dropped_by_reason == {"buffer_full": 0, "refused": 1}
+    assert (dropped_metric("refused"), dropped_metric("buffer_full")) == (before[0] + 1, before[1])
+    assert "refused=1" in caplog.text and "'r17'" in caplog.text
+    # Bisection, not row by row: one whole try, then about two tries per halving (log2 51 ~ 6).
+    assert writer.tries <= 1 + 2 * 6
+
+
+@pytest.mark.django_db
+def test_several_refused_rows_are_each_isolated():
+    buffer = RequestLogBuffer(batch_size=64, background=False)
+    bad = {0, 31, 32, 63, 100}
+    for n in range(128):
+        buffer.add(bad_row(n) if n in bad else row(n))
+
+    assert buffer.flush() == 128 - len(bad)
+    assert buffer.dropped_by_reason["refused"] == len(bad)
+    assert set(RequestLog.objects.values_list("request_id", flat=True)) == {f"r{n}" for n in range(128)} - {
+        f"r{n}" for n in bad
+    }
+
+
+class RefusesThenLosesTheConnection:
+    """Refuses the whole batch (content), then loses the connection on the next try, then writes."""
+
+    def __init__(self) -> None:
+        self.tries = 0
+
+    def __call__(self, batch: list[Row]) -> None:
+        self.tries += 1
+        if self.tries == 1:
+            raise DatabaseError("refused")
+        if self.tries == 3:
+            raise OperationalError("the database is away")
+        if any(r["request_id"] == "r0" for r in batch):
+            raise DatabaseError("refused")
+        write_rows(batch)
+
+
+@pytest.mark.django_db
+def test_a_connection_lost_while_isolating_a_row_keeps_every_unwritten_row_in_order():
+    buffer = RequestLogBuffer(batch_size=8, background=False, write=RefusesThenLosesTheConnection())
+    for n in range(8):
+        buffer.add(row(n))
+
+    buffer.flush()  # whole batch refused, then its first half; the connection is lost on the first quarter
+    assert buffer.failed_flushes == 1
+    assert [r["request_id"] for r in buffer._rows] == [f"r{n}" for n in range(8)]  # nothing lost, nothing dropped
+
+    buffer.flush()
+    assert buffer.dropped_by_reason["refused"] == 1
+    assert sorted(RequestLog.objects.values_list("request_id", flat=True)) == [f"r{n}" for n in range(1, 8)]
+
+
+@pytest.mark.django_db
+def test_rows_dropped_from_a_full_buffer_are_counted_as_buffer_full():
+    before = dropped_metric("buffer_full")
+    buffer = RequestLogBuffer(capacity=2, background=False)
+    for n in range(5):
+        buffer.add(row(n))
+
+    assert buffer.dropped_by_reason == {"buffer_full": 3, "refused": 0}
+    assert dropped_metric("buffer_full") == before + 3
+
+
+@pytest.mark.django_db
+def test_the_drop_counter_is_on_the_metrics_page(client):
+    body = client.get("/metrics").content.decode()
+
+    assert 'instance_manager_requestlog_dropped_total{reason="refused"}' in body
+    assert 'instance_manager_requestlog_dropped_total{reason="buffer_full"}' in body
 
 
 @pytest.mark.django_db(transaction=True)
