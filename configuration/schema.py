@@ -291,6 +291,13 @@ def provider_section(base_url: str | None) -> Section:
                 {
                     "requests_per_minute": Int(default=None, nullable=True, ge=1, help="Null: unlimited."),
                     "tokens_per_minute": Int(default=None, nullable=True, ge=1, help="Null: unlimited."),
+                    "requests_burst": Int(
+                        default=None,
+                        nullable=True,
+                        ge=1,
+                        help="Requests admitted at once from idle, then one each minute/limit; "
+                        "null: max(1, ceil(requests_per_minute / 10)).",
+                    ),
                 }
             ),
         }

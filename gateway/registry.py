@@ -90,21 +90,21 @@ class RegistrySnapshot:
         return sorted(self.by_pool)
 
 
-def _rate_limits(provider_type: str) -> tuple[int | None, int | None]:
+def _rate_limits(provider_type: str) -> tuple[int | None, int | None, int | None]:
     limits = config_value(f"providers.{provider_type}.rate_limits")
-    return limits.get("requests_per_minute"), limits.get("tokens_per_minute")
+    return limits.get("requests_per_minute"), limits.get("tokens_per_minute"), limits.get("requests_burst")
 
 
 def build_snapshot(version: object = None) -> RegistrySnapshot:
     """One query over the active registry; deregistered instances are never routed."""
     by_pool: dict[tuple[str, str], list[RoutableInstance]] = defaultdict(list)
     by_id: dict[str, RoutableInstance] = {}
-    provider_limits: dict[str, tuple[int | None, int | None]] = {}
+    provider_limits: dict[str, tuple[int | None, int | None, int | None]] = {}
     for row in AIInstance.objects.filter(is_active=True).order_by("pk").values(*_ROUTABLE_FIELDS):
         provider = row["provider_type"]
         if provider not in provider_limits:
             provider_limits[provider] = _rate_limits(provider)
-        default_rpm, default_tpm = provider_limits[provider]
+        default_rpm, default_tpm, rpm_burst = provider_limits[provider]
         instance_id = str(row["instance_id"])
         candidate = Candidate(
             instance_id=instance_id,
@@ -119,6 +119,7 @@ def build_snapshot(version: object = None) -> RegistrySnapshot:
             group_id=row["group_id"],
             rpm_limit=row["requests_per_minute"] or default_rpm,
             tpm_limit=row["tokens_per_minute"] or default_tpm,
+            rpm_burst=rpm_burst,
         )
         item = RoutableInstance(
             pk=row["pk"],

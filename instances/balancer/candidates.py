@@ -37,7 +37,8 @@ class Candidate:
     """One instance as the balancer sees it: registry fields plus live state.
 
     health_score and success_rate are 0..1 or None (unknown); latency_ewma_ms
-    is the peak-EWMA estimate or None; rpm_limit / tpm_limit None means no limit.
+    is the peak-EWMA estimate or None; rpm_limit / tpm_limit None means no limit;
+    rpm_burst None means ratelimit.default_burst(rpm_limit).
     """
 
     instance_id: str
@@ -54,6 +55,7 @@ class Candidate:
     group_id: int | None = None
     rpm_limit: int | None = None
     tpm_limit: int | None = None
+    rpm_burst: int | None = None
 
     @property
     def label(self) -> str:

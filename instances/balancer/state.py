@@ -154,7 +154,11 @@ class StateStore(ABC):
                 latency_ms=latency.current(_latency(raw_latency), now, tau=self.latency_tau),
                 success_rate=breaker_state.success_rate(now, breaker),
                 rate_limited=ratelimit.is_limited(
-                    _rate(raw_rate), now, rpm=candidate.rpm_limit, tpm=candidate.tpm_limit
+                    _rate(raw_rate),
+                    now,
+                    rpm=candidate.rpm_limit,
+                    tpm=candidate.tpm_limit,
+                    rpm_burst=candidate.rpm_burst,
                 ),
             )
         return states
@@ -197,7 +201,7 @@ class StateStore(ABC):
                 return Admission(None, Reason.BREAKER_OPEN), {}
             stored_rate = _rate(values[rate_key])
             decision, rate_state = ratelimit.admit_request(
-                stored_rate, now, rpm=candidate.rpm_limit, tpm=candidate.tpm_limit
+                stored_rate, now, rpm=candidate.rpm_limit, tpm=candidate.tpm_limit, rpm_burst=candidate.rpm_burst
             )
             if not decision.allowed:
                 return Admission(None, Reason.RATE_LIMITED, decision.retry_after), {}

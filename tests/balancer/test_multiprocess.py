@@ -38,7 +38,7 @@ def test_two_processes_share_the_round_robin_position(redis_url: str, redis_pref
 
 
 def test_two_processes_share_the_rate_limit_and_the_breaker_window(redis_url: str, redis_prefix: str) -> None:
-    candidate = Candidate("shared-inst", rpm_limit=1000, max_concurrent=1000)
+    candidate = Candidate("shared-inst", rpm_limit=1000, rpm_burst=1000, max_concurrent=1000)
     first, second = in_two_processes(workers.send_requests, redis_url, redis_prefix, candidate, 1500, NOW)
     assert first + second == 1000
     assert first > 0 and second > 0, (first, second)

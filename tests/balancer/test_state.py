@@ -89,7 +89,7 @@ def test_a_lease_never_finished_lapses_at_its_deadline(store: StateStore, clock:
 
 
 def test_the_request_limit_admits_exactly_rpm_and_gives_the_lease_back(store: StateStore, clock: FakeClock) -> None:
-    candidate = Candidate("a", rpm_limit=5, max_concurrent=100)
+    candidate = Candidate("a", rpm_limit=5, rpm_burst=5, max_concurrent=100)  # the whole minute at once
     results = [store.begin(candidate, pool=POOL, now=clock.now, breaker=CONFIG, lease_seconds=60) for _ in range(8)]
     assert [r.admitted for r in results] == [True] * 5 + [False] * 3
     assert results[-1].refusal is Reason.RATE_LIMITED
