@@ -18,6 +18,7 @@ from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 
 from configuration.layers import Resolved
+from ishchat.outage import CACHE_OUTAGE
 
 logger = logging.getLogger(__name__)
 
@@ -25,22 +26,21 @@ VERSION_KEY = "configuration:version"
 
 
 def shared_version() -> int | None:
+    """The shared version; None while the cache is unreachable (reads go on, the TTL bounds staleness)."""
+    return CACHE_OUTAGE.call(lambda: cache.get(VERSION_KEY), fallback=lambda: None)
+
+
+def _bump() -> None:
     try:
-        return cache.get(VERSION_KEY)
-    except Exception:  # the cache being down must not stop reads; the TTL still applies
-        logger.warning("Cannot read the configuration version from the cache", exc_info=True)
-        return None
+        cache.incr(VERSION_KEY)
+    except ValueError:  # missing key: start it, unless another process just did
+        if not cache.add(VERSION_KEY, 1, timeout=None):
+            cache.incr(VERSION_KEY)
 
 
 def bump_shared_version() -> None:
-    try:
-        try:
-            cache.incr(VERSION_KEY)
-        except ValueError:  # missing key: start it, unless another process just did
-            if not cache.add(VERSION_KEY, 1, timeout=None):
-                cache.incr(VERSION_KEY)
-    except Exception:
-        logger.warning("Cannot publish the configuration version; other processes catch up by TTL", exc_info=True)
+    """Publish a change; while the cache is unreachable other processes catch up by TTL."""
+    CACHE_OUTAGE.call(_bump, fallback=lambda: None)
 
 
 @dataclass

@@ -16,6 +16,7 @@ from instances.endpoints import validate_endpoint_url
 from instances.models import AIInstance, StatusTransition
 from ishchat import crypto
 from ishchat.errors import ConflictError
+from ishchat.outage import CACHE_OUTAGE
 from scaling.models import ProviderGroup
 
 # Fields PATCH and the admin may change directly (everything else has its own service).
@@ -80,8 +81,12 @@ def _bump_registry_version() -> None:
 
 
 def routing_changed() -> None:
-    """Routing snapshots in every process rebuild once this transaction commits."""
-    transaction.on_commit(_bump_registry_version)
+    """Routing snapshots in every process rebuild once this transaction commits.
+
+    With the cache unreachable the write still succeeds: snapshots then rebuild
+    from the database (gateway.registry) and other processes catch up by age.
+    """
+    transaction.on_commit(lambda: CACHE_OUTAGE.call(_bump_registry_version, fallback=lambda: None))
 
 
 def _save(instance: AIInstance, **save_kwargs: Any) -> None:

@@ -1,48 +1,79 @@
-"""The outage log: one line when a dependency becomes unreachable, one when it answers again.
+"""The outage policy for a dependency that the process can do without for a while
+(Redis): degrade, log one line when it becomes unreachable and one when it answers
+again, and try it again only every `retry_seconds` meanwhile.
 
-Code that degrades through an outage (fail-open throttles, the balancer's
-process-local state, a snapshot rebuilt from the database) reports each failed
-call and each success to the dependency's `Outage`; the log then says
-"<name> unreachable" once per outage and "<name> reachable again" once on
-recovery, instead of a traceback per call. Per process and thread-safe:
+    value = CACHE_OUTAGE.call(lambda: cache.get(key), fallback=lambda: None)
 
-    CACHE_OUTAGE = Outage("cache (Redis)")
-    try:
-        value = cache.get(key)
-    except CACHE_ERRORS as exc:
-        CACHE_OUTAGE.failed(exc)   # logs the first time only, without a traceback
-        value = None               # degrade
-    else:
-        CACHE_OUTAGE.recovered()   # logs only if it was down; cheap otherwise
+runs the call unless an outage is in progress and the last failure is under
+`retry_seconds` old; a failure with one of the outage's `errors` (or a skipped
+call) returns `fallback()` instead, so a hung Redis costs one socket timeout per
+`retry_seconds` per process, not one per request. The first failure logs
+"<name> unreachable (<error>)" without a traceback; the first success after it
+logs "<name> reachable again". Per process and thread-safe; the clock is injectable.
 
-`CACHE_OUTAGE` and `CACHE_ERRORS` cover Django's default cache; other
-dependencies make their own `Outage`.
+`CACHE_OUTAGE` is Django's default cache (throttles, version keys of the registry
+and configuration snapshots); other dependencies make their own `Outage`.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import redis
 
 logger = logging.getLogger("ishchat.outage")
 
+T = TypeVar("T")
+
 # What Django's Redis cache raises when Redis is cut, hung (socket timeout) or refusing.
-CACHE_ERRORS: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+CACHE_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, OSError)
+RETRY_SECONDS = 5.0
 
 
 class Outage:
     """Whether one dependency is down for this process, logged once per change."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(
+        self,
+        name: str,
+        *,
+        errors: tuple[type[Exception], ...],
+        retry_seconds: float = RETRY_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.name = name
-        self.down = False
+        self.errors = errors
+        self.retry_seconds = retry_seconds
+        self._clock = clock
         self._lock = threading.Lock()
+        self.down = False
+        self._failed_at = 0.0
+
+    @property
+    def skipping(self) -> bool:
+        """Down, and the last failure is under `retry_seconds` old: degrade without calling."""
+        return self.down and self._clock() - self._failed_at < self.retry_seconds
+
+    def call(self, call: Callable[[], T], *, fallback: Callable[[], T]) -> T:
+        """`call()`; `fallback()` while skipping or when the call fails with one of `errors`."""
+        if self.skipping:
+            return fallback()
+        try:
+            result = call()
+        except self.errors as exc:
+            self.failed(exc)
+            return fallback()
+        self.recovered()
+        return result
 
     def failed(self, exc: BaseException) -> None:
         """A call failed: log "<name> unreachable" if it was up (one line, no traceback)."""
         with self._lock:
+            self._failed_at = self._clock()
             if self.down:
                 return
             self.down = True
@@ -59,4 +90,4 @@ class Outage:
         logger.warning("%s reachable again", self.name)
 
 
-CACHE_OUTAGE = Outage("cache (Redis)")
+CACHE_OUTAGE = Outage("cache (Redis)", errors=CACHE_ERRORS)

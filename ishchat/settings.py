@@ -171,12 +171,20 @@ def _redis_url() -> str:
 
 
 REDIS_URL = _redis_url()
+# Connect and socket timeout of every Redis client (cache, broker): a hung Redis fails
+# a call in this long instead of stalling the request, and the caller degrades.
+REDIS_TIMEOUT_SECONDS = env_int("INSTANCE_MANAGER_REDIS_TIMEOUT_MS", 500, minimum=50, maximum=30_000) / 1000
 if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env_str("INSTANCE_MANAGER_CACHE_PREFIX", "ishchat"),
+            # Passed to redis-py's ConnectionPool.from_url (django/core/cache/backends/redis.py).
+            "OPTIONS": {
+                "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
+                "socket_timeout": REDIS_TIMEOUT_SECONDS,
+            },
         }
     }
 else:
@@ -195,7 +203,20 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
-    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {"visibility_timeout": 3600}
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
+        "visibility_timeout": 3600,
+        "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
+        "socket_timeout": REDIS_TIMEOUT_SECONDS,
+    }
+    CELERY_BROKER_CONNECTION_TIMEOUT = REDIS_TIMEOUT_SECONDS
+    # A publish (delay_on_commit in a request) through a hung broker gives up after
+    # two attempts, about 2 * REDIS_TIMEOUT_SECONDS, instead of four.
+    CELERY_TASK_PUBLISH_RETRY_POLICY = {
+        "max_retries": 1,
+        "interval_start": 0,
+        "interval_step": 0.2,
+        "interval_max": 0.2,
+    }
 else:
     BROKER_DIR = VAR_DIR / "broker"
     for sub in ("queue", "processed", "control"):
