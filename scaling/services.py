@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import copy
 import logging
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connections, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from ishchat.errors import ConflictError
-from ishchat.locks import lease
+from ishchat.locks import lease, lease_acquire, lease_release
+from ishchat.models import Lease
 from scaling import selectors
 from scaling.backends import BackendError, ScaleRequest, backend_for
 from scaling.backends.pool import drain_step
@@ -83,7 +88,11 @@ MAX_WINDOW_MINUTES = 366 * 1440
 # the MAX_ATTEMPTS-th failure is final.
 MAX_ATTEMPTS = 4
 RETRY_BASE_SECONDS = 30
-# An event in_progress this long belongs to a worker that died mid-action.
+# A worker applying an event holds the lease scaling-event-<id> for APPLY_CLAIM_SECONDS and renews it
+# every APPLY_CLAIM_SECONDS / 3 while the backend runs: an in_progress event whose lease lapsed belongs to
+# a worker that died (SIGKILL, OOM, lost host), and the next reaper run hands it on.
+APPLY_CLAIM_SECONDS = 10.0
+# An event in_progress this long is handed on even if its claim is still renewed (a hung apply).
 STALE_IN_PROGRESS = timedelta(minutes=5)
 # Manual scaling pauses automatic scaling this long unless the call says otherwise.
 DEFAULT_MANUAL_PAUSE_SECONDS = 900
@@ -543,6 +552,8 @@ def group_apply_event(*, event_id: int, now: datetime | None = None) -> ScalingE
     becomes the event's new_count. Failure: back to pending with next_attempt_at after
     retry_delay (the periodic scaling.reap_and_drain picks it up), or failed after MAX_ATTEMPTS.
     Backends are idempotent towards the target, so a retry only does what is still missing.
+    While the backend runs, the claim is kept alive (_claim_kept_alive) so that the reaper can tell a
+    worker that died from one that is still working.
     """
     now = now or timezone.now()
     due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
@@ -551,6 +562,43 @@ def group_apply_event(*, event_id: int, now: datetime | None = None) -> ScalingE
     )
     if not claimed:
         return None
+    with _claim_kept_alive(event_id):
+        return _apply_claimed(event_id, now=now)
+
+
+def _claim_name(event_id: int) -> str:
+    return f"scaling-event-{event_id}"
+
+
+@contextmanager
+def _claim_kept_alive(event_id: int) -> Iterator[None]:
+    """Hold the lease scaling-event-<id> while the body runs, renewed from a thread every
+    APPLY_CLAIM_SECONDS / 3; released at the end. A worker that dies stops renewing it."""
+    name, owner = _claim_name(event_id), uuid.uuid4().hex
+    lease_acquire(name=name, owner=owner, ttl_seconds=APPLY_CLAIM_SECONDS)
+    stop = threading.Event()
+
+    def renew() -> None:
+        try:
+            while not stop.wait(APPLY_CLAIM_SECONDS / 3):
+                try:
+                    lease_acquire(name=name, owner=owner, ttl_seconds=APPLY_CLAIM_SECONDS)
+                except DatabaseError as exc:  # the next renewal may succeed; the claim lapses if none does
+                    logger.warning("renewing the claim of scaling event %s failed: %s", event_id, exc)
+        finally:
+            connections.close_all()  # this thread's own connections
+
+    thread = threading.Thread(target=renew, name=f"scaling-claim-{event_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        lease_release(name=name, owner=owner)
+
+
+def _apply_claimed(event_id: int, *, now: datetime) -> ScalingEvent:
     event = ScalingEvent.objects.select_related("group").get(pk=event_id)
     group = event.group
     error, details, final = "", {}, False
@@ -592,15 +640,36 @@ def group_apply_event(*, event_id: int, now: datetime | None = None) -> ScalingE
     return event
 
 
+def scaling_events_lost(*, now: datetime) -> list[int]:
+    """Ids of in_progress events whose worker is gone: claimed over APPLY_CLAIM_SECONDS ago (the lease
+    is taken just after the claim) with no live claim lease, or in progress over STALE_IN_PROGRESS."""
+    in_progress = ScalingEvent.objects.filter(
+        status=ScalingEventStatus.IN_PROGRESS, started_at__lt=now - timedelta(seconds=APPLY_CLAIM_SECONDS)
+    )
+    candidates = dict(in_progress.values_list("pk", "started_at"))
+    live = set(
+        Lease.objects.filter(name__in=[_claim_name(pk) for pk in candidates], expires_at__gt=now).values_list(
+            "name", flat=True
+        )
+    )
+    return [
+        pk
+        for pk, started_at in candidates.items()
+        if _claim_name(pk) not in live or started_at is None or started_at < now - STALE_IN_PROGRESS
+    ]
+
+
 def scaling_events_reap(*, now: datetime | None = None, limit: int = 500) -> list[int]:
     """Ids of events to (re)apply now, after handing back those a dead worker left in_progress.
 
-    A stale in_progress event (started over STALE_IN_PROGRESS ago) goes back to pending, or to
+    A lost in_progress event (scaling_events_lost: its claim lapsed) goes back to pending, or to
     failed once it has used its attempts. Re-applying is safe: backends converge on the target.
+    Run every evaluation interval, this resumes an apply within APPLY_CLAIM_SECONDS plus one interval
+    of the worker's death.
     """
     now = now or timezone.now()
     lost = "The worker applying this stopped before it finished."
-    stale = ScalingEvent.objects.filter(status=ScalingEventStatus.IN_PROGRESS, started_at__lt=now - STALE_IN_PROGRESS)
+    stale = ScalingEvent.objects.filter(pk__in=scaling_events_lost(now=now), status=ScalingEventStatus.IN_PROGRESS)
     stale.filter(attempts__lt=MAX_ATTEMPTS).update(status=ScalingEventStatus.PENDING, next_attempt_at=now, error=lost)
     stale.filter(attempts__gte=MAX_ATTEMPTS).update(status=ScalingEventStatus.FAILED, completed_at=now, error=lost)
     due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)

@@ -4,17 +4,21 @@ pause, the metric window, and carrying events out (claims, retries, the reaper).
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import connection
+from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from instances.choices import InstanceStatus
 from instances.models import AIInstance, InstanceMetrics
 from ishchat.errors import ConflictError
-from ishchat.locks import lease
+from ishchat.locks import lease, lease_acquire
+from ishchat.models import Lease
 from scaling import services
 from scaling.choices import ScalingEventStatus
 from scaling.engine import replay
@@ -444,19 +448,59 @@ def test_a_retry_that_succeeds_completes_the_event(now, webhook):
 
 
 def test_the_reaper_hands_back_an_event_a_dead_worker_left_in_progress(now, webhook):
+    """Within APPLY_CLAIM_SECONDS (the claim's lease, which a dead worker no longer renews), not 5 minutes."""
     group = webhook_group(webhook.url)
     event_id = services.group_evaluate(group_id=group.pk, now=now)["event_id"]
-    # A worker claimed it and died before finishing.
+    # A worker claimed it and died before finishing: its claim lease lapses.
     ScalingEvent.objects.filter(pk=event_id).update(status=ScalingEventStatus.IN_PROGRESS, started_at=now, attempts=1)
 
-    assert services.scaling_events_reap(now=now + timedelta(minutes=1)) == []  # not stale yet
-    later = now + services.STALE_IN_PROGRESS + timedelta(seconds=1)
+    assert services.scaling_events_reap(now=now + timedelta(seconds=1)) == []  # the claim's grace
+    later = now + timedelta(seconds=services.APPLY_CLAIM_SECONDS + 1)
     assert services.scaling_events_reap(now=later) == [event_id]
 
     event = ScalingEvent.objects.get(pk=event_id)
     assert event.status == "pending" and "stopped before it finished" in event.error
     applied = services.group_apply_event(event_id=event_id, now=later)
     assert applied is not None and applied.status == "completed"
+
+
+def test_the_reaper_leaves_an_event_whose_worker_renews_its_claim_until_it_is_hung(now):
+    group = busy_group()
+    event_id = services.group_evaluate(group_id=group.pk, now=now)["event_id"]
+    ScalingEvent.objects.filter(pk=event_id).update(status=ScalingEventStatus.IN_PROGRESS, started_at=now, attempts=1)
+    minute = now + timedelta(minutes=1)
+    lease_acquire(name=f"scaling-event-{event_id}", owner="live-worker", ttl_seconds=10, now=minute)
+
+    assert services.scaling_events_reap(now=minute + timedelta(seconds=5)) == []  # alive: renewed a moment ago
+    hung = now + services.STALE_IN_PROGRESS + timedelta(seconds=1)
+    lease_acquire(name=f"scaling-event-{event_id}", owner="live-worker", ttl_seconds=10, now=hung)
+    assert services.scaling_events_reap(now=hung) == [event_id]  # renewed, but in progress far too long
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_slow_apply_keeps_renewing_its_claim_so_the_reaper_leaves_it(webhook, monkeypatch):
+    monkeypatch.setattr(services, "APPLY_CLAIM_SECONDS", 0.6)
+    webhook.delay_seconds = 2.0  # over three claim lifetimes
+    group = webhook_group(webhook.url)
+
+    def evaluate_and_apply() -> None:  # the apply runs eagerly on commit, in this thread
+        try:
+            services.group_evaluate(group_id=group.pk)
+        finally:
+            connections.close_all()  # this thread's
+
+    worker = threading.Thread(target=evaluate_and_apply)
+    worker.start()
+    try:
+        time.sleep(1.5)
+        event = ScalingEvent.objects.get(group=group)
+        assert event.status == "in_progress"
+        assert services.scaling_events_lost(now=timezone.now()) == []
+    finally:
+        worker.join(timeout=10)
+    event.refresh_from_db()
+    assert (event.status, event.attempts) == ("completed", 1)
+    assert Lease.objects.filter(name=f"scaling-event-{event.pk}").count() == 0  # released
 
 
 def test_the_reaper_fails_a_stale_event_that_used_its_attempts(now):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,11 +24,13 @@ class Received:
 
 @dataclass
 class WebhookReceiver:
-    """Records what it is sent and answers `status` (a 3xx points elsewhere, to test redirects)."""
+    """Records what it is sent and answers `status` (a 3xx points elsewhere, to test redirects)
+    after `delay_seconds` (a receiver that hangs)."""
 
     url: str = ""
     received: list[Received] = field(default_factory=list)
     status: int = 200
+    delay_seconds: float = 0.0
 
 
 @contextmanager
@@ -38,6 +41,7 @@ def webhook_receiver(path: str) -> Iterator[WebhookReceiver]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             receiver.received.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+            time.sleep(receiver.delay_seconds)
             answer = b'{"ok": true}' if receiver.status < 400 else b"receiver is down"
             self.send_response(receiver.status)
             if 300 <= receiver.status < 400:
