@@ -28,6 +28,7 @@ from alerts.models import Alert, Notification, NotificationChannel
 from instances.models import StatusTransition
 from ishchat import crypto
 from ishchat.errors import ConflictError
+from ishchat.queue import enqueue_on_commit
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class _Outbox:
 
         created = Notification.objects.bulk_create(self.rows)
         for notification in created:
-            alert_notification_deliver.delay_on_commit(notification.pk)
+            enqueue_on_commit(alert_notification_deliver, notification.pk)
         return len(created)
 
 

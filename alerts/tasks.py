@@ -8,6 +8,7 @@ from celery import shared_task
 
 from alerts import services
 from ishchat.locks import lease
+from ishchat.queue import enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -38,5 +39,5 @@ def alert_notifications_retry_due() -> int:
     """Periodic: queue every notification whose (re)try is due."""
     due = services.notifications_due()
     for notification_id in due:
-        alert_notification_deliver.delay(notification_id)
+        enqueue(alert_notification_deliver, notification_id)
     return len(due)

@@ -44,7 +44,9 @@ DEFAULT_TASKS = [
     DefaultTask(
         "scaling: retries, stale actions and drains",
         "scaling.reap_and_drain",
-        30,
+        # Every 10 s, so an apply whose worker died resumes within its claim (10 s) plus this,
+        # inside one scaling evaluation interval.
+        10,
         "Queues scaling events whose retry is due, hands back those a dead worker left in progress, and moves "
         "drained pool instances to standby.",
     ),

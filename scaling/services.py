@@ -25,6 +25,7 @@ from django.utils import timezone
 from ishchat.errors import ConflictError
 from ishchat.locks import lease, lease_acquire, lease_release
 from ishchat.models import Lease
+from ishchat.queue import enqueue_on_commit
 from scaling import selectors
 from scaling.backends import BackendError, ScaleRequest, backend_for
 from scaling.backends.pool import drain_step
@@ -386,7 +387,7 @@ def _event_record(
 def _enqueue_apply(event: ScalingEvent) -> None:
     from scaling.tasks import scaling_apply_event
 
-    scaling_apply_event.delay_on_commit(event.pk)
+    enqueue_on_commit(scaling_apply_event, event.pk)
 
 
 def _public(record: dict[str, Any], group: ProviderGroup, *, dry_run: bool) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any
 from celery import shared_task
 
 from ishchat.locks import lease
+from ishchat.queue import enqueue
 from scaling import services
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def scaling_reap_and_drain() -> dict[str, Any] | None:
             return None
         due = services.scaling_events_reap()
         for event_id in due:
-            scaling_apply_event.delay(event_id)
+            enqueue(scaling_apply_event, event_id)
         parked = services.pool_drain()
     if due or parked:
         logger.info("scaling reap and drain", extra={"queued": len(due), "parked": parked})

@@ -37,7 +37,7 @@ def test_the_task_names_are_stable_and_beat_runs_them_every_30_s():
     assert (tasks.scaling_evaluate_all.name, tasks.scaling_apply_event.name, tasks.scaling_reap_and_drain.name) == (
         "scaling.evaluate_all", "scaling.apply_event", "scaling.reap_and_drain")
     periodic = {entry.task: entry.every_seconds for entry in DEFAULT_TASKS}
-    assert periodic["scaling.evaluate_all"] == 30 and periodic["scaling.reap_and_drain"] == 30
+    assert periodic["scaling.evaluate_all"] == 30 and periodic["scaling.reap_and_drain"] == 10
 
 
 def test_a_round_evaluates_then_activates_a_standby_behind_a_health_check(
