@@ -22,6 +22,7 @@ from instances.balancer.candidates import Candidate
 from instances.models import AIInstance
 from instances.services import REGISTRY_VERSION_KEY
 from ishchat import crypto
+from ishchat.outage import CACHE_OUTAGE
 
 MAX_AGE_SECONDS = 5.0
 VERSION_CHECK_SECONDS = 0.5
@@ -167,7 +168,9 @@ def registry_snapshot(*, fresh: bool = False) -> RegistrySnapshot:
         return snapshot
     with _holder.lock:
         snapshot = _holder.snapshot
-        version = cache.get(REGISTRY_VERSION_KEY)
+        # Cache unreachable: a version equal to no other, so the snapshot is rebuilt from the
+        # database at every check (at most every VERSION_CHECK_SECONDS) until the cache is back.
+        version = CACHE_OUTAGE.call(lambda: cache.get(REGISTRY_VERSION_KEY), fallback=object)
         _holder.checked_at = time.monotonic()
         if (
             fresh

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
 import threading
 import time
@@ -46,8 +45,7 @@ import redis
 from instances.balancer import breaker as brk
 from instances.balancer import latency, ratelimit
 from instances.balancer.candidates import Candidate, Reason
-
-logger = logging.getLogger(__name__)
+from ishchat.outage import Outage
 
 R = TypeVar("R")
 
@@ -530,8 +528,9 @@ class ResilientStateStore:
     """Redis first; while Redis is unreachable, this process's own state.
 
     Routing keeps working through a Redis outage (fail open) at the price of
-    per-process positions, breakers and limits until Redis answers again; the
-    switch is logged. Redis is tried again `retry_seconds` after a failure.
+    per-process positions, breakers and limits until Redis answers again. The
+    outage policy is ishchat.outage's: one log line when Redis goes, one when it
+    is back, and Redis tried again `retry_seconds` after a failure.
     """
 
     def __init__(
@@ -544,32 +543,28 @@ class ResilientStateStore:
     ) -> None:
         self.primary = primary
         self.fallback = fallback
-        self.retry_seconds = retry_seconds
-        self._clock = clock
-        self._down_until = 0.0
+        self.outage = Outage(
+            "balancer state: Redis",
+            errors=(redis.ConnectionError, redis.TimeoutError),
+            retry_seconds=retry_seconds,
+            clock=clock,
+        )
 
     @property
     def degraded(self) -> bool:
         """True while calls go to the fallback."""
-        return self._clock() < self._down_until
+        return self.outage.skipping
 
     def __getattr__(self, name: str) -> Any:
         primary_attribute = getattr(self.primary, name)
         if not callable(primary_attribute):
             return primary_attribute
+        fallback_attribute = getattr(self.fallback, name)
 
         def call(*args: object, **kwargs: object) -> object:
-            if not self.degraded:
-                try:
-                    return primary_attribute(*args, **kwargs)
-                except (redis.ConnectionError, redis.TimeoutError) as exc:
-                    self._down_until = self._clock() + self.retry_seconds
-                    logger.error(
-                        "balancer state: Redis unreachable (%s); using this process's state for %.0f s",
-                        exc,
-                        self.retry_seconds,
-                    )
-            return getattr(self.fallback, name)(*args, **kwargs)
+            return self.outage.call(
+                lambda: primary_attribute(*args, **kwargs), fallback=lambda: fallback_attribute(*args, **kwargs)
+            )
 
         return call
 

@@ -129,6 +129,11 @@ class FaultProxy:
             self._server.close()
         for writer in list(self._writers):
             writer.transport.abort()
+        # Connections still being piped end here, not as "Task was destroyed but it is pending".
+        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # -- the proxy --
 
