@@ -11,16 +11,19 @@ logger = logging.getLogger(__name__)
 
 @shared_task(name="instances.health_sweep", ignore_result=True)
 def health_sweep_task() -> dict[str, object]:
-    """Beat runs this every few seconds; each instance is checked when its own interval is due."""
+    """Beat runs this every few seconds; each instance is checked when its own interval is due.
+
+    Runs may overlap (a slow one, or several workers): they share the due instances through
+    per-instance claims (instances.health.services)."""
     report = health_sweep()
-    summary = {
-        "skipped": report.skipped,
+    summary: dict[str, object] = {
         "due": report.due,
         "claimed": report.claimed,
         "checks": report.checks,
+        "stale": report.stale,
         "transitions": report.transitions,
         "seconds": report.seconds,
     }
-    if report.checks or report.skipped:
+    if report.checks or report.stale:
         logger.info("health sweep", extra=summary)
     return summary

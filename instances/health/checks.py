@@ -1,7 +1,15 @@
 """The four check types, each a real call to the provider (no ORM here).
 
 Every check returns a CheckResult: status healthy|degraded|unhealthy|unknown,
-a score in 0..1, the response time and the issues found in words.
+a score in 0..1, the response time and the issues found in words, and whether
+the provider's API answered it (`api_exercised`): a result that did not call
+the API successfully never counts as a success (instances.health.status).
+
+Each check has a total deadline (check_deadline): the instance's timeout for
+every API call the check makes (basic and comprehensive 1, load 2, latency one
+per sample). The transport's timeout bounds each read, so a provider trickling
+a byte at a time would otherwise hold a check for as long as it likes; missing
+the deadline is an unhealthy `timeout` result, as a timed-out read is.
 
 Latency score, with W = response_time_warning and C = response_time_critical:
     t <= W:      score = 1.0 - 0.3 * t / W            (1.0 .. 0.7, healthy)
@@ -14,6 +22,7 @@ degraded when u >= 0.9 or q > max_concurrent.
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -49,6 +58,7 @@ class CheckResult:
     issues: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
     error_kind: str = ""
+    api_exercised: bool = False
 
     @property
     def auth_failure(self) -> bool:
@@ -68,11 +78,13 @@ def latency_score(ms: float, context: CheckContext) -> tuple[str, float]:
 
 
 def _failure(check_type: str, error: ProviderError, elapsed_ms: float | None) -> CheckResult:
-    """Map a provider error to a result: throttling is degraded (it answered), the rest unhealthy."""
+    """Map a provider error to a result: throttling is degraded (the API answered), the rest unhealthy."""
     issue = str(error)
     if error.kind == ErrorKind.RATE_LIMITED:
         wait = f"; retry after {error.retry_after:g} s" if error.retry_after is not None else ""
-        return CheckResult(check_type, CheckStatus.DEGRADED, 0.3, elapsed_ms, [f"rate limited{wait}"], {}, error.kind)
+        return CheckResult(
+            check_type, CheckStatus.DEGRADED, 0.3, elapsed_ms, [f"rate limited{wait}"], {}, error.kind, True
+        )
     if error.kind == ErrorKind.AUTH:
         issue = f"the provider rejected the API key ({error.status_code})"
     elif error.kind == ErrorKind.NOT_FOUND:
@@ -105,7 +117,7 @@ async def basic_check(client: httpx.AsyncClient, target: ProviderTarget, context
     if latency > context.response_time_warning_ms:
         status, score = CheckStatus.DEGRADED, min(score, 0.7)
         issues.append(f"slow answer: {latency:.0f} ms > {context.response_time_warning_ms:.0f} ms")
-    return CheckResult(CheckType.BASIC, status, score, round(latency, 2), issues, details)
+    return CheckResult(CheckType.BASIC, status, score, round(latency, 2), issues, details, api_exercised=True)
 
 
 async def latency_check(client: httpx.AsyncClient, target: ProviderTarget, context: CheckContext) -> CheckResult:
@@ -136,21 +148,31 @@ async def latency_check(client: httpx.AsyncClient, target: ProviderTarget, conte
         "median_ms": round(median, 2),
         "max_ms": round(max(samples), 2),
     }
-    return CheckResult(CheckType.LATENCY, status, score, round(median, 2), issues, details)
+    return CheckResult(CheckType.LATENCY, status, score, round(median, 2), issues, details, api_exercised=True)
 
 
 async def load_check(client: httpx.AsyncClient, target: ProviderTarget, context: CheckContext) -> CheckResult:
-    """Utilisation from the registry; queue figures from the server itself where it publishes them (vLLM)."""
+    """Utilisation from the registry; queue figures from the server itself where it publishes them (vLLM).
+
+    The load figures say nothing about whether the API answers (hosted APIs publish no metrics, so
+    there would be no call at all), so the check first makes basic's probe: a provider that fails it
+    fails this check too, instead of looking healthy on an idle registry row.
+    """
+    started = time.perf_counter()
+    try:
+        latency, _details = await _probe(client, target)
+    except ProviderError as error:
+        return _failure(CheckType.LOAD, error, (time.perf_counter() - started) * 1000)
     capacity = max(1, context.max_concurrent_requests)
     utilisation = context.current_load / capacity
     details: dict[str, Any] = {
         "utilization": round(utilisation, 4),
         "current_load": context.current_load,
         "capacity": capacity,
+        "probe_ms": round(latency, 2),
     }
     issues: list[str] = []
     waiting = 0.0
-    elapsed: float | None = None
     try:
         metrics = await adapter_for(target.provider_type).server_metrics(client, target)
     except ProviderError as error:
@@ -159,9 +181,9 @@ async def load_check(client: httpx.AsyncClient, target: ProviderTarget, context:
         metrics = None
         issues.append(f"server metrics unavailable: {error}")
     if metrics is not None:
-        elapsed = metrics.latency_ms
         waiting = metrics.num_requests_waiting or 0.0
         details.update(
+            metrics_ms=round(metrics.latency_ms, 2),
             num_requests_running=metrics.num_requests_running,
             num_requests_waiting=metrics.num_requests_waiting,
             gpu_cache_usage_perc=metrics.gpu_cache_usage_perc,
@@ -176,7 +198,7 @@ async def load_check(client: httpx.AsyncClient, target: ProviderTarget, context:
     if waiting > capacity:
         status = CheckStatus.DEGRADED
         issues.append(f"{waiting:.0f} requests waiting in the server's queue")
-    return CheckResult(CheckType.LOAD, status, score, elapsed, issues, details)
+    return CheckResult(CheckType.LOAD, status, score, round(latency, 2), issues, details, api_exercised=True)
 
 
 async def comprehensive_check(client: httpx.AsyncClient, target: ProviderTarget, context: CheckContext) -> CheckResult:
@@ -205,7 +227,9 @@ async def comprehensive_check(client: httpx.AsyncClient, target: ProviderTarget,
         issues.append("the reply carried no token usage")
     if reply.latency_ms > context.response_time_warning_ms:
         issues.append(f"completion took {reply.latency_ms:.0f} ms")
-    return CheckResult(CheckType.COMPREHENSIVE, status, score, round(reply.latency_ms, 2), issues, details)
+    return CheckResult(
+        CheckType.COMPREHENSIVE, status, score, round(reply.latency_ms, 2), issues, details, api_exercised=True
+    )
 
 
 CHECKS = {
@@ -216,12 +240,29 @@ CHECKS = {
 }
 
 
+# API calls each check type makes, for its deadline; latency makes one per sample.
+_CALLS = {CheckType.BASIC: 1, CheckType.LOAD: 2, CheckType.COMPREHENSIVE: 1}
+
+
+def check_deadline(check_type: str, *, timeout: float, context: CheckContext) -> float:
+    """Seconds a whole check may take: the instance's timeout for each API call it makes."""
+    calls = max(1, context.latency_samples) if check_type == CheckType.LATENCY else _CALLS[CheckType(check_type)]
+    return timeout * calls
+
+
 async def run_check(
     client: httpx.AsyncClient, target: ProviderTarget, check_type: str, context: CheckContext
 ) -> CheckResult:
-    """Run one check; anything unexpected becomes an `unknown` result, never an exception."""
+    """Run one check within its deadline; anything unexpected becomes an `unknown` result, never an exception."""
     try:
-        return await CHECKS[CheckType(check_type)](client, target, context)
+        deadline = check_deadline(check_type, timeout=target.timeout, context=context)
+        started = time.perf_counter()
+        async with asyncio.timeout(deadline):
+            return await CHECKS[CheckType(check_type)](client, target, context)
+    except TimeoutError:
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
+        issue = f"no complete answer within the check's {deadline:g} s deadline"
+        return CheckResult(check_type, CheckStatus.UNHEALTHY, 0.0, elapsed_ms, [issue], {}, ErrorKind.TIMEOUT)
     except ProviderError as error:
         return _failure(check_type, error, None)
     except Exception as exc:  # a bug in a check must not stop a sweep

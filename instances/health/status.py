@@ -3,7 +3,9 @@
 Rules, in order:
 1. An auth failure (401/403) makes the instance unhealthy at once: no amount of
    waiting fixes a bad key.
-2. `unknown` results (the check could not judge) change nothing.
+2. `unknown` results (the check could not judge) change nothing, and neither
+   does an up result from a check that did not get an answer from the API
+   (`api_exercised` false): only the API answering can end a failing streak.
 3. Parked statuses (standby, maintenance, stopped) and draining belong to
    operators and scaling: results update the counters, never the status.
 4. `unhealthy_threshold` failed results in a row make an instance unhealthy.
@@ -64,6 +66,7 @@ def next_status(
     result_status: str,
     result_score: float,
     auth_failure: bool,
+    api_exercised: bool,
     thresholds: Thresholds,
     summary: str = "",
 ) -> StatusDecision:
@@ -80,10 +83,10 @@ def next_status(
         )
         return StatusDecision(new_state, new_state.status != state.status, f"authentication failed{detail}")
 
-    if result_status == CheckStatus.UNKNOWN:
+    up = result_status in _UP_RESULTS
+    if result_status == CheckStatus.UNKNOWN or (up and not api_exercised):
         return StatusDecision(state, False, f"inconclusive check{detail}")
 
-    up = result_status in _UP_RESULTS
     streak = state.streak_length + 1 if state.streak_status == result_status else 1
     successes = state.consecutive_successes + 1 if up else 0
     failures = 0 if up else state.consecutive_failures + 1

@@ -3,6 +3,7 @@ status thresholds, the API and the sweep."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import timedelta
 
@@ -13,9 +14,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from instances.choices import InstanceStatus
-from instances.health.services import health_check_instance, health_sweep
+from instances.health.checks import CheckResult
+from instances.health.services import health_check_instance, health_record, health_sweep
+from instances.health.status import Thresholds
 from instances.models import AIInstance, HealthCheck, StatusTransition
-from ishchat.locks import lease
 
 pytestmark = pytest.mark.django_db
 
@@ -77,6 +79,90 @@ def test_status_moves_only_after_the_thresholds(make_instance, sim_server):
         ("healthy", "unhealthy"),
         ("starting", "healthy"),
     ]
+
+
+@pytest.mark.parametrize("provider", ["openai", "openai_compatible"])
+def test_a_provider_failing_every_call_goes_unhealthy_at_the_threshold_whatever_checks_run(
+    make_instance, sim_server, provider
+):
+    """basic, basic, load: three failures in a row (threshold 3); the load check must not pass on
+    registry figures alone (hosted APIs publish no metrics) and reset the streak."""
+    instance = make_instance("all-500", provider=provider)
+    check(instance)
+    check(instance)
+    sim_server.configure("all-500", failure_rate=1.0, failure_status=500)
+
+    seen = []
+    for check_type in ("basic", "basic", "load", "basic"):
+        result = check(instance, check_type)
+        instance.refresh_from_db()
+        seen.append((check_type, result.status, instance.status))
+
+    assert seen == [
+        ("basic", "unhealthy", "healthy"),
+        ("basic", "unhealthy", "healthy"),
+        ("load", "unhealthy", "unhealthy"),
+        ("basic", "unhealthy", "unhealthy"),
+    ]
+    assert instance.consecutive_failures == 4
+
+
+def test_the_load_check_asks_the_api_before_judging_load(make_instance, sim_server):
+    result = check(make_instance("load-probe"), "load")
+
+    assert (result.status, result.details["utilization"]) == ("healthy", 0.0)
+    assert sim_server.stats("load-probe")["by_endpoint"] == {"models": 1}
+
+
+def test_a_trickling_provider_fails_its_check_at_the_deadline(make_instance, sim_server):
+    sim_server.configure("trickler", trickle_ms=200)  # every read answers within the 1 s timeout
+    instance = make_instance("trickler", timeout=1.0)
+
+    started = time.monotonic()
+    result = check(instance)
+    elapsed = time.monotonic() - started
+
+    assert (result.status, result.error_kind) == ("unhealthy", "timeout")
+    assert "1 s deadline" in result.issues[0]
+    assert 1.0 <= elapsed < 2.5
+    assert 1000 <= result.response_time_ms < 2500
+
+
+def test_a_late_result_never_overwrites_a_newer_one(make_instance):
+    instance = make_instance("late")
+    newer, older = timezone.now(), timezone.now() - timedelta(seconds=30)
+    thresholds = Thresholds(healthy_threshold=1, unhealthy_threshold=1)
+    health_record(
+        instance_id=instance.pk,
+        result=CheckResult("basic", "healthy", 1.0, 5.0, api_exercised=True),
+        thresholds=thresholds,
+        started_at=newer,
+    )
+
+    late = health_record(
+        instance_id=instance.pk,
+        result=CheckResult("basic", "unhealthy", 0.0, None, ["connection refused"], error_kind="connection"),
+        thresholds=thresholds,
+        started_at=older,
+    )
+
+    instance.refresh_from_db()
+    assert late == (None, None)
+    assert (instance.status, instance.last_health_check_at, instance.consecutive_failures) == ("healthy", newer, 0)
+    assert list(HealthCheck.objects.values_list("status", flat=True)) == ["healthy"]
+
+
+def test_a_sweep_started_before_the_latest_check_does_not_apply_its_results(make_instance, sim_server):
+    instance = make_instance("overtaken")
+    check(instance)  # recorded now
+    sim_server.configure("overtaken", failure_rate=1.0, failure_status=500)
+
+    report = health_sweep(now=timezone.now() - timedelta(minutes=1), check_types=["basic"], force=True)
+
+    instance.refresh_from_db()
+    assert (instance.consecutive_successes, instance.consecutive_failures) == (1, 0)
+    assert HealthCheck.objects.filter(instance=instance).count() == 1
+    assert (report.claimed, report.checks, report.stale) == (1, 0, 1)
 
 
 @pytest.mark.parametrize(
@@ -267,16 +353,6 @@ def test_a_sweep_checks_due_instances_and_schedules_the_next(make_instance):
     assert health_sweep().claimed == 1
     late.refresh_from_db()
     assert late.last_health_check_at is not None
-
-
-def test_two_sweeps_never_overlap(make_instance):
-    make_instance("o1")
-    with lease("health-sweep", ttl_seconds=60) as held:
-        assert held
-        report = health_sweep()
-
-    assert report.skipped == "another sweep is running"
-    assert HealthCheck.objects.count() == 0
 
 
 def test_an_instance_claimed_by_another_worker_is_not_checked_twice(make_instance):

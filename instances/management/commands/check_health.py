@@ -32,8 +32,6 @@ class Command(StdoutIsDataMixin, BaseCommand):
             except Http404 as exc:
                 raise CommandError(str(exc)) from exc
         report = health_sweep(instance_ids=instance_ids, check_types=options["check_type"], force=True)  # type: ignore[arg-type]
-        if report.skipped:
-            raise CommandError(f"Sweep skipped: {report.skipped}.")
         if options["json"]:
             self.stdout.write(
                 json.dumps(
