@@ -71,6 +71,7 @@ from instances.choices import RequestStatus
 from instances.lb_settings import LBSettings, LBSettingsResolver
 from instances.providers import ErrorKind, ProviderError, ProviderTarget, Usage, adapter_for
 from instances.providers.openai import parse_usage
+from ishchat import jsonsafe
 from ishchat.request_context import set_request_id
 
 logger = logging.getLogger(__name__)
@@ -209,15 +210,21 @@ def _positive_int(body: Mapping[str, Any], name: str) -> int | None:
     return value
 
 
+def _loggable(value: str | None, name: str) -> None:
+    """A field the RequestLog row stores: a NUL would make PostgreSQL refuse the row, so it is refused here."""
+    if value and "\x00" in value:
+        raise _invalid(f"`{name}` must not contain NUL characters.", name)
+
+
 def parse_chat_request(raw: bytes, headers: Mapping[str, str]) -> ChatRequest:
     """Validate a chat.completions body; GatewayError (400) says what is wrong.
 
     The session is body `session_id`, else the X-Session-ID header, else OpenAI's `user`.
     """
     try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise _invalid("The body is not valid JSON.") from None
+        body = jsonsafe.loads(raw, allow_nul=True)  # content goes upstream as is; the logged fields are checked
+    except jsonsafe.JSONRefused as exc:
+        raise _invalid(f"The body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
         raise _invalid("The body must be a JSON object.")
     model = body.get("model")
@@ -249,6 +256,8 @@ def parse_chat_request(raw: bytes, headers: Mapping[str, str]) -> ChatRequest:
     session = body.get("session_id") or headers.get("x-session-id") or body.get("user")
     if session is not None and not isinstance(session, str):
         raise _invalid("`session_id` and `user` must be strings.", "session_id")
+    _loggable(model, "model")
+    _loggable(session, "session_id" if body.get("session_id") else "user")
     return ChatRequest(
         model=model.strip(),
         messages=messages,

@@ -7,9 +7,12 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
+from ishchat.jsonsafe import text_problem
+
 MAX_TAGS = 50
 MAX_TAG_LENGTH = 64
 MAX_METADATA_BYTES = 16 * 1024
+MAX_METADATA_DEPTH = 8  # {"a": {"b": ...}}: objects and arrays inside the metadata object
 
 
 def validate_tags(value: Any) -> None:
@@ -24,5 +27,9 @@ def validate_tags(value: Any) -> None:
 def validate_metadata(value: Any) -> None:
     if not isinstance(value, dict):
         raise ValidationError('Metadata is a JSON object, e.g. {"owner": "team-a"}.', code="metadata_type")
+    # Before json.dumps, which recurses; NUL and lone surrogates cannot be stored (PostgreSQL's jsonb refuses NUL).
+    problem = text_problem(value, max_depth=MAX_METADATA_DEPTH)
+    if problem is not None:
+        raise ValidationError(f"Metadata: {problem}", code="metadata_text")
     if len(json.dumps(value)) > MAX_METADATA_BYTES:
         raise ValidationError(f"At most {MAX_METADATA_BYTES} bytes of JSON.", code="metadata_size")

@@ -14,6 +14,7 @@ from urllib.parse import quote
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from ishchat import edge
 from ishchat.env import (
     env_bool,
     env_choice,
@@ -245,11 +246,17 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.HasAPIKeyAccess"],
     "DEFAULT_THROTTLE_CLASSES": ["accounts.throttling.APIKeyRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["ishchat.jsonsafe.JSONParser"],  # depth-bounded, refuses NUL and lone surrogates
     "DEFAULT_SCHEMA_CLASS": "ishchat.schema.AutoSchema",
     "EXCEPTION_HANDLER": "ishchat.api.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
+# Request size bounds (README "Request limits"). The head is bounded by the web server's protocol
+# (ishchat/server.py); bodies per path by ishchat/edge.py in front of Django, whose own form bound matches.
+MAX_REQUEST_HEADER_BYTES = env_int(
+    "INSTANCE_MANAGER_MAX_HEADER_BYTES", 64 * 1024, minimum=8 * 1024, maximum=1024 * 1024
+)
+DATA_UPLOAD_MAX_MEMORY_SIZE = edge.MAX_BODY_BYTES
 SPECTACULAR_SETTINGS = {
     "TITLE": "ISH Chat Instance Manager API",
     "DESCRIPTION": "Registry, health, load balancing and auto-scaling of AI model instances.",
