@@ -374,3 +374,28 @@ def test_the_check_health_command_prints_results(make_instance, capsys):
     out = capsys.readouterr().out
     assert "cmd" in out
     assert "2 checks of 1 instances" in out
+
+
+def test_a_sweep_claims_each_instance_for_its_checks_deadlines(make_instance):
+    from instances.health.services import CLAIM_MARGIN_SECONDS, _claim_seconds, _context
+
+    instance = make_instance("deadlines", timeout=4.0)
+
+    assert _claim_seconds(instance, ["basic"], _context(instance)) == 4.0 + CLAIM_MARGIN_SECONDS
+    assert _claim_seconds(instance, ["basic", "load", "latency"], _context(instance)) == 4.0 * 6 + CLAIM_MARGIN_SECONDS
+
+
+def test_a_sweep_costs_the_same_queries_per_instance_whatever_the_fleet_size(make_instance):
+    def sweep_queries(count: int, prefix: str) -> int:
+        for index in range(count):
+            make_instance(f"{prefix}-{index}")
+        with CaptureQueriesContext(connection) as queries:
+            report = health_sweep(check_types=["basic"], instance_ids=None)
+        assert report.checks == count
+        return len(queries)
+
+    small, large = sweep_queries(2, "small"), sweep_queries(6, "large")
+
+    per_instance = (large - small) / 4
+    assert per_instance <= 10, (small, large)  # read, claim, store (locked read, insert, update), release
+    assert small - 2 * per_instance <= 6, (small, large)
