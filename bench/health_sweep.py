@@ -16,14 +16,15 @@ What it does:
 3. Registers the instances through `instance_register` (all five provider types in turn) and runs
    `health_sweep(check_types=["basic"], force=True)` `--rounds` times per concurrency, with
    global.instance_manager.max_concurrent_health_checks set through its environment variable.
-4. Prints per sweep: seconds, checks/s, and where the time went. The phases are measured by wrapping
-   `_sweep_claimed`, `_run_all` and `health_record` of instances.health.services (measurement only):
-       claim     lease, due query, claim UPDATEs, releasing the claims
-       prepare   building each job: LB settings, due types, decrypting the key, check context
-       network   the concurrent HTTP checks (asyncio.run(_run_all(...)))
-       record    storing results: health_record (one transaction per result) + the next-due UPDATE;
+4. Prints per sweep: seconds, checks/s, and where the caller's thread (the one that owns the database
+   connection) spent its time while the checks ran on the runner's event loop. Measured by wrapping
+   `_claim_job` and `health_record` of instances.health.services (measurement only):
+       claim     reading each instance, building its job, the claim UPDATE
+       record    storing results: health_record, one transaction per result, as each comes in;
                  the SQL statements it runs are counted and timed through connection.execute_wrapper
-   --profile runs cProfile over the recording phase of the last sweep.
+       first     seconds from the sweep's start to its first stored result (results are stored as
+                 they arrive, not after the last check)
+   --profile runs cProfile over the last sweep.
 """
 
 from __future__ import annotations
@@ -133,21 +134,19 @@ def prepare_environment() -> ScratchDatabase:
 
 @dataclass
 class Phases:
-    """Timestamps and sums filled in by the wrappers around the sweep's internals."""
+    """Sums filled in by the wrappers around the sweep's internals."""
 
-    claimed_start: float = 0.0
-    claimed_end: float = 0.0
-    network_start: float = 0.0
-    network_end: float = 0.0
+    started: float = 0.0
+    first_result: float = 0.0
+    claim: float = 0.0
     health_record: float = 0.0
     health_record_calls: int = 0
     recording: bool = False
     record_statements: int = 0
     record_sql_seconds: float = 0.0
-    profile: cProfile.Profile | None = None
 
     def sql(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        """A connection.execute_wrapper: counts the recording phase's statements and their round-trip time."""
+        """A connection.execute_wrapper: counts health_record's statements and their round-trip time."""
         if not self.recording:
             return execute(sql, params, many, context)
         started = time.perf_counter()
@@ -165,10 +164,8 @@ class SweepFigures:
     checks: int
     seconds: float
     claim: float
-    prepare: float
-    network: float
     record: float
-    health_record: float
+    first: float
     record_statements: int
     record_sql_seconds: float
     transitions: int
@@ -187,39 +184,28 @@ class SweepFigures:
 def instrument(phases: Phases) -> None:
     from instances.health import services
 
-    sweep_claimed, health_record = services._sweep_claimed, services.health_record
-    run_all: Any = services._run_all
+    claim_job, health_record = services._claim_job, services.health_record
 
-    def timed_sweep_claimed(*args: Any, **kwargs: Any) -> Any:
-        phases.claimed_start = time.perf_counter()
+    def timed_claim_job(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
         try:
-            return sweep_claimed(*args, **kwargs)
+            return claim_job(*args, **kwargs)
         finally:
-            if phases.profile:
-                phases.profile.disable()
-            phases.recording = False
-            phases.claimed_end = time.perf_counter()
-
-    async def timed_run_all(*args: Any, **kwargs: Any) -> Any:
-        phases.network_start = time.perf_counter()
-        try:
-            return await run_all(*args, **kwargs)
-        finally:
-            phases.network_end = time.perf_counter()
-            phases.recording = True
-            if phases.profile:
-                phases.profile.enable()
+            phases.claim += time.perf_counter() - started
 
     def timed_health_record(*args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
+        phases.recording = True
         try:
             return health_record(*args, **kwargs)
         finally:
-            phases.health_record += time.perf_counter() - started
+            phases.recording = False
+            ended = time.perf_counter()
+            phases.health_record += ended - started
             phases.health_record_calls += 1
+            phases.first_result = phases.first_result or ended - phases.started
 
-    services._sweep_claimed = timed_sweep_claimed
-    services._run_all = timed_run_all
+    services._claim_job = timed_claim_job
     services.health_record = timed_health_record
 
 
@@ -255,13 +241,15 @@ def sweep(concurrency: int, round_: int, phases: Phases, profile: cProfile.Profi
     os.environ[CONCURRENCY_ENV] = str(concurrency)
     config_cache_clear()
     assert config_value("global.instance_manager.max_concurrent_health_checks") == concurrency
-    phases.__init__(profile=profile)  # type: ignore[misc]
-    started = time.perf_counter()
+    phases.__init__()  # type: ignore[misc]
+    phases.started = started = time.perf_counter()
+    if profile:
+        profile.enable()
     with connection.execute_wrapper(phases.sql):
         report = health_sweep(check_types=[CheckType.BASIC], force=True)
+    if profile:
+        profile.disable()
     seconds = time.perf_counter() - started
-    if report.skipped:
-        raise SystemExit(f"sweep skipped: {report.skipped}")
     statuses: dict[str, int] = {}
     for result in report.results:
         statuses[result["status"]] = statuses.get(result["status"], 0) + 1
@@ -270,11 +258,9 @@ def sweep(concurrency: int, round_: int, phases: Phases, profile: cProfile.Profi
         round=round_,
         checks=report.checks,
         seconds=seconds,
-        claim=seconds - (phases.claimed_end - phases.claimed_start),
-        prepare=phases.network_start - phases.claimed_start,
-        network=phases.network_end - phases.network_start,
-        record=phases.claimed_end - phases.network_end,
-        health_record=phases.health_record,
+        claim=phases.claim,
+        record=phases.health_record,
+        first=phases.first_result,
         record_statements=phases.record_statements,
         record_sql_seconds=phases.record_sql_seconds,
         transitions=report.transitions,
@@ -287,9 +273,9 @@ def print_row(figures: SweepFigures, target: float) -> None:
     per_check = max(1, figures.checks)
     print(
         f"{figures.concurrency:>11} {figures.round:>5} {figures.checks:>6} {figures.seconds:>8.2f} "
-        f"{figures.rate:>8.0f} {figures.claim:>7.2f} {figures.prepare:>8.2f} {figures.network:>8.2f} "
-        f"{figures.record:>7.2f} {figures.record_statements / per_check:>6.1f} "
-        f"{figures.record_sql_seconds / per_check * 1000:>7.2f} {figures.record / per_check * 1000:>9.2f} "
+        f"{figures.rate:>8.0f} {figures.claim:>7.2f} {figures.record:>7.2f} {figures.first:>6.2f} "
+        f"{figures.record_statements / per_check:>7.1f} "
+        f"{figures.record_sql_seconds / per_check * 1000:>7.2f} {figures.record / per_check * 1000:>7.2f} "
         f"{figures.transitions:>7}  {met}"
     )
 
@@ -304,9 +290,7 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--rounds", type=int, default=2, help="Sweeps per concurrency value.")
     parser.add_argument("--interval", type=float, default=30.0, help="The interval every sweep must fit in.")
-    parser.add_argument(
-        "--profile", action="store_true", help="cProfile the last sweep's recording phase and print the top entries."
-    )
+    parser.add_argument("--profile", action="store_true", help="cProfile the last sweep and print the top entries.")
     options = parser.parse_args()
 
     scratch = prepare_environment()
@@ -330,9 +314,10 @@ def main() -> None:
         instrument(phases)
 
         print(
-            "\n(seconds per phase; sql/chk: statements per check while recording; sql ms and rec ms: time per check in"
-            "\n those statements and in the whole recording phase; transit: status transitions recorded)"
-            "\nconcurrency round checks  seconds checks/s   claim  prepare  network  record sql/chk  sql ms    rec ms"
+            "\n(claim, record: seconds the database thread spent claiming and storing, while the checks ran; first:"
+            "\n seconds to the first stored result; sql/chk: statements per stored result; sql ms and rec ms: time per"
+            "\n result in those statements and in health_record; transit: status transitions recorded)"
+            "\nconcurrency round checks  seconds checks/s   claim  record  first sql/chk  sql ms  rec ms"
             " transit  within interval"
         )
         results: list[SweepFigures] = []
@@ -356,7 +341,7 @@ def main() -> None:
             verdict = "met" if all(figures.met(options.interval) for figures in rows) else "NOT met"
             print(f"  concurrency {concurrency:>4}: {verdict} (slowest sweep {slowest:.1f} s)")
         if profile is not None:
-            print("\ncProfile of the last sweep's recording phase (after the HTTP checks), top entries by own time:")
+            print("\ncProfile of the last sweep (its database thread), top entries by own time:")
             pstats.Stats(profile).sort_stats("tottime").print_stats(12)
             print("... and by cumulative time, the project's and Django's model/transaction layers:")
             stats = pstats.Stats(profile).sort_stats("cumulative")
