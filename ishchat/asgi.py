@@ -7,11 +7,12 @@ django_application = get_asgi_application()
 
 # After the app registry is ready: these import models.
 from gateway.asgi import GatewayApp  # noqa: E402
+from ishchat.edge import BodyLimit  # noqa: E402
 from monitoring.metrics import start_metrics_server  # noqa: E402
 
-# /v1/ (the OpenAI-compatible gateway) is served by a lean ASGI front door;
-# everything else goes through Django.
-application = GatewayApp(django_application)
+# /v1/ (the OpenAI-compatible gateway) is served by a lean ASGI front door, which bounds its own bodies;
+# everything else goes through Django, behind a per-path body bound.
+application = GatewayApp(BodyLimit(django_application))
 
 # The seed's separate metrics port (INSTANCE_MANAGER_METRICS_PORT); a no-op when unset.
 start_metrics_server()
