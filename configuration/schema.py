@@ -331,6 +331,12 @@ SCHEMA = Section(
                 "min_health_score": Float(default=0.0, ge=0.0, le=1.0),
                 "session_affinity": Bool(default=True),
                 "session_ttl_seconds": Int(default=3600, ge=1, le=30 * DAY),
+                "lease_ttl_seconds": Int(
+                    default=15,
+                    ge=1,
+                    le=3600,
+                    help="Seconds a reported load (PUT .../load) and a select-instance lease count unless renewed.",
+                ),
                 "breaker": Section(
                     {
                         "failure_threshold": Int(default=5, ge=1, le=1000, help="Consecutive failures that open it."),

@@ -40,7 +40,7 @@ _ROUTABLE_FIELDS = (
     "weight",
     "priority",
     "max_concurrent_requests",
-    "current_load",
+    "last_response_time_ms",
     "health_score",
     "region",
     "group_id",
@@ -114,7 +114,10 @@ def build_snapshot(version: object = None) -> RegistrySnapshot:
             weight=row["weight"],
             priority=row["priority"],
             max_concurrent=row["max_concurrent_requests"],
-            in_flight=row["current_load"],
+            # Live load comes from the balancer's leases, never from this row's current_load (a stale
+            # number there must not block routing); the last health-check latency seeds the latency
+            # estimate until gateway traffic measures one.
+            latency_ewma_ms=row["last_response_time_ms"],
             health_score=row["health_score"],
             region=row["region"],
             group_id=row["group_id"],

@@ -184,19 +184,17 @@ def lb_metrics(
 
 def _instance_runtime(item: RoutableInstance, state: RuntimeState, now: float, config: BreakerConfig) -> dict[str, Any]:
     candidate = item.candidate
-    # The registry's current_load is what the instance last reported; in_flight is
-    # what the gateway holds leases for, fleet-wide. Utilisation takes the larger.
-    load = max(candidate.in_flight, state.in_flight)
+    # One load signal (instances.balancer.state): live leases fleet-wide, reported load included.
     return {
         "instance_id": item.instance_id,
         "instance_name": item.name,
         "provider_type": item.provider_type,
         "model_name": item.model_name,
         "status": candidate.status,
-        "current_load": candidate.in_flight,
+        "current_load": state.in_flight,
         "in_flight": state.in_flight,
         "max_concurrent_requests": candidate.max_concurrent,
-        "utilization": round(load / candidate.max_concurrent, 4),
+        "utilization": round(state.in_flight / candidate.max_concurrent, 4),
         "latency_ms": _round(state.latency_ms, 2),
         "success_rate": _round(state.success_rate, 4),
         "rate_limited": state.rate_limited,

@@ -3,6 +3,9 @@ tasks and management commands all call these; none re-implements them."""
 
 from __future__ import annotations
 
+import time
+from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -11,6 +14,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from configuration.selectors import config_value
 from instances.choices import OPERATOR_STATUSES, InstanceStatus
 from instances.endpoints import validate_endpoint_url
 from instances.models import AIInstance, StatusTransition
@@ -177,14 +181,43 @@ def instance_update(
     return instance
 
 
-def instance_set_load(*, instance: AIInstance, current_load: int) -> AIInstance:
+def instance_set_load(*, instance: AIInstance, current_load: int, now: float | None = None) -> AIInstance:
+    """A client's own in-flight count for the instance (requests it sends the provider itself).
+
+    Stored as that many leases beside the gateway's (instances.balancer.state): they count
+    for routing, capacity and scaling until load_balancer.lease_ttl_seconds pass without a new
+    report, so a client that stops reporting cannot block the instance. The instance's
+    current_load becomes the whole live count at once (gateway leases included).
+    """
+    from instances.balancer.state import get_state_store
+
     if current_load < 0:
         raise ValidationError({"current_load": ["Must be zero or more."]})
     if not instance.is_active:
         raise ValidationError({"non_field_errors": ["A deregistered instance has no load."]})
-    AIInstance.objects.filter(pk=instance.pk).update(current_load=current_load, updated_at=timezone.now())
-    instance.current_load = current_load
+    now = time.time() if now is None else now
+    store = get_state_store()
+    instance_id = str(instance.instance_id)
+    store.report_load(instance_id, current_load, now=now, ttl_seconds=config_value("load_balancer.lease_ttl_seconds"))
+    live = store.in_flight([instance_id], now=now)[instance_id]
+    instance_loads_publish(loads={instance.pk: live})
+    instance.current_load = live
     return instance
+
+
+def instance_loads_publish(*, loads: Mapping[int, int]) -> int:
+    """Write the live in-flight counts {instance pk: count} into current_load, the copy that
+    scaling, the dashboard, the API and the metrics read (gateway.load publishes every second).
+    One UPDATE per distinct count, rows already right untouched; returns the rows changed."""
+    by_count: dict[int, list[int]] = defaultdict(list)
+    for pk, count in loads.items():
+        by_count[count].append(pk)
+    changed = 0
+    for count, pks in by_count.items():
+        changed += AIInstance.objects.filter(pk__in=pks, is_active=True).exclude(current_load=count).update(
+            current_load=count
+        )
+    return changed
 
 
 def instance_set_status(*, instance: AIInstance, status: str, reason: str, source: str) -> AIInstance:

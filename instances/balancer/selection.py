@@ -1,9 +1,10 @@
 """One instance selection, as POST /api/instances/select-instance and the gateway make it.
 
 1. Read the candidates' live state in one round trip: in-flight leases,
-   breaker, latency estimate, rate-limit status. A candidate's in_flight
-   becomes max(reported, tracked); the store's latency and success rate
-   replace the candidate's when the store has them.
+   breaker, latency estimate, rate-limit status. A candidate's in_flight is
+   its live lease count (gateway requests, select-instance leases and
+   reported load: one signal, see state.py); the store's latency and success
+   rate replace the candidate's (a health-check latency, say) when the store has them.
 2. `filter_candidates`; when nothing is left, NoEligibleInstance carries the
    reason (code and message) for the 503.
 3. With a session id and affinity on: the session's remembered instance while
@@ -140,7 +141,7 @@ def select(
 def _with_runtime(candidate: Candidate, state: RuntimeState) -> Candidate:
     return replace(
         candidate,
-        in_flight=max(candidate.in_flight, state.in_flight),
+        in_flight=state.in_flight,
         latency_ewma_ms=candidate.latency_ewma_ms if state.latency_ms is None else state.latency_ms,
         success_rate=candidate.success_rate if state.success_rate is None else state.success_rate,
     )

@@ -10,6 +10,7 @@ Keys, under a configurable prefix (default "ishchat:lb:"), and when they expire:
     lat:<instance>       JSON latency.LatencyEstimate             30 tau after the last sample
     rl:<instance>        JSON ratelimit.RateState                 once both TATs are past (idle = absent)
     inflight:<instance>  sorted set: request token -> deadline    at the latest lease deadline
+                         (gateway and select-instance leases; a client's reported load as tokens r:0..r:n-1)
     sess:<pool>:<hash>   instance id of a session (id hashed)     the session TTL, refreshed on each use
 
 Atomicity with one implementation of every rule: the rules are the pure
@@ -22,6 +23,13 @@ in process it is a lock. Turn counters are INCR; in-flight requests are
 leases in a sorted set (added by a Lua script that enforces the instance's
 capacity, removed by ZREM), so a process that dies mid-request leaks nothing
 beyond its lease deadline.
+
+Load, one signal: an instance's in-flight count is the number of live leases
+in its set, whoever took them: the gateway's requests (every process), leases
+taken through select-instance for calls a client makes itself, and the load a
+client reports (PUT .../load) as that many leases with a short TTL, which decay
+unless reported again. Routing and capacity checks count these leases only;
+AIInstance.current_load is the copy written when a load is reported.
 
 Times: `now` is wall-clock seconds (time.time()) supplied by the caller, the
 same for every process; TTLs are durations.
@@ -64,6 +72,16 @@ Update = Callable[[Mapping[str, str | None]], tuple[R, Mapping[str, Write]]]
 
 class StateContention(RuntimeError):
     """A read-modify-write kept losing to concurrent writers."""
+
+
+class LeaseNotFound(LookupError):
+    """`finish(require_live=True)` on a lease that expired or was already given back."""
+
+
+# Tokens of reported load: r:0 .. r:n-1 (a request token is a uuid4 hex, never starting so).
+REPORTED_PREFIX = "r:"
+# A report beyond this many leases is stored as this many (it already saturates any instance).
+MAX_REPORTED = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +184,20 @@ class StateStore(ABC):
         values, _ = self._read([self._key("brk", iid) for iid in instance_ids], [], now=0.0)
         return {iid: _breaker(raw) for iid, raw in zip(instance_ids, values, strict=True)}
 
+    # --- Load ------------------------------------------------------------------
+
+    def in_flight(self, instance_ids: Sequence[str], *, now: float) -> dict[str, int]:
+        """Live leases per instance (requests in flight, whoever took them, and reported load)."""
+        _, counts = self._read([], [self._key("inflight", iid) for iid in instance_ids], now=now)
+        return dict(zip(instance_ids, counts, strict=True))
+
+    def report_load(self, instance_id: str, count: int, *, now: float, ttl_seconds: float) -> None:
+        """A client's own in-flight count for the instance: replaces its previous report, lapses
+        after `ttl_seconds` unless reported again (capped at MAX_REPORTED)."""
+        self._lease_report(
+            self._key("inflight", instance_id), max(0, min(count, MAX_REPORTED)), now=now, deadline=now + ttl_seconds
+        )
+
     # --- Around each proxied request -----------------------------------------
 
     def begin(
@@ -214,7 +246,7 @@ class StateStore(ABC):
 
         admission = self._transact([breaker_key, rate_key], update)
         if not admission.admitted:
-            self._lease_remove(inflight_key, token)
+            self._lease_remove(inflight_key, token, now=now)
         return admission
 
     def finish(
@@ -229,9 +261,14 @@ class StateStore(ABC):
         latency_ms: float | None = None,
         tokens: int = 0,
         retry_after: float | None = None,
+        require_live: bool = False,
     ) -> brk.BreakerEvent | None:
         """Close a lease and feed what the request showed to the breaker, the
         latency estimate and the token limit, in one atomic update.
+
+        require_live: raise LeaseNotFound, feeding nothing, when the lease had
+        already expired or been given back (a client's release, which must not
+        be replayable).
 
         pool_size (instances serving the pool) and health_checks_agree (health
         checks also find the instance down) feed the max-ejection guard.
@@ -239,7 +276,9 @@ class StateStore(ABC):
         AUTH_FAILURE to mark the instance unhealthy.
         """
         iid = lease.instance_id
-        self._lease_remove(self._key("inflight", iid), lease.token)
+        removed = self._lease_remove(self._key("inflight", iid), lease.token, now=now)
+        if require_live and not removed:
+            raise LeaseNotFound(lease.token)
         breaker_key, latency_key, rate_key = self._key("brk", iid), self._key("lat", iid), self._key("rl", iid)
         ejected_key = self._key("ej", lease.pool)
         charge_tokens = tokens > 0 and lease.tpm_limit is not None
@@ -305,7 +344,12 @@ class StateStore(ABC):
         """Add a lease that lapses at `deadline`, unless `limit` leases are live at `now`."""
 
     @abstractmethod
-    def _lease_remove(self, key: str, token: str) -> None: ...
+    def _lease_remove(self, key: str, token: str, *, now: float) -> bool:
+        """Remove a lease; whether it was live."""
+
+    @abstractmethod
+    def _lease_report(self, key: str, count: int, *, now: float, deadline: float) -> None:
+        """Replace the reported-load leases (REPORTED_PREFIX tokens) under `key` by `count` lasting until `deadline`."""
 
     def _key(self, kind: str, name: str) -> str:
         return f"{self.prefix}{kind}:{name}"
@@ -389,11 +433,21 @@ class InProcessStateStore(StateStore):
             self._leases[key] = live
             return True
 
-    def _lease_remove(self, key: str, token: str) -> None:
+    def _lease_remove(self, key: str, token: str, *, now: float) -> bool:
         with self._lock:
             leases = self._leases.get(key, {})
-            leases.pop(token, None)
+            deadline = leases.pop(token, None)
             if not leases:
+                self._leases.pop(key, None)
+            return deadline is not None and deadline > now
+
+    def _lease_report(self, key: str, count: int, *, now: float, deadline: float) -> None:
+        with self._lock:
+            live = {t: d for t, d in self._leases.get(key, {}).items() if d > now and not t.startswith(REPORTED_PREFIX)}
+            live.update((f"{REPORTED_PREFIX}{i}", deadline) for i in range(count))
+            if live:
+                self._leases[key] = live
+            else:
                 self._leases.pop(key, None)
 
     def _get(self, key: str) -> str | None:
@@ -444,6 +498,28 @@ if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[5]) then redis.call('PEXPIRE', KE
 return 1
 """
 
+# KEYS[1]: the instance's leases; ARGV: now, token. 1 when the token was there and live.
+_LEASE_REMOVE_LUA = """
+local deadline = redis.call('ZSCORE', KEYS[1], ARGV[2])
+redis.call('ZREM', KEYS[1], ARGV[2])
+if deadline and tonumber(deadline) > tonumber(ARGV[1]) then return 1 end
+return 0
+"""
+
+# KEYS[1]: the instance's leases; ARGV: now, deadline, count, ttl ms, reported-token prefix.
+_LEASE_REPORT_LUA = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local prefix = ARGV[5]
+for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if string.sub(member, 1, #prefix) == prefix then redis.call('ZREM', KEYS[1], member) end
+end
+for i = 0, tonumber(ARGV[3]) - 1 do redis.call('ZADD', KEYS[1], ARGV[2], prefix .. i) end
+if tonumber(ARGV[3]) > 0 and redis.call('PTTL', KEYS[1]) < tonumber(ARGV[4]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+end
+return 1
+"""
+
 # The number of leases live at ARGV[1] under each key.
 _LEASE_COUNT_LUA = """
 local counts = {}
@@ -470,6 +546,8 @@ class RedisStateStore(StateStore):
         self._cas = self._redis.register_script(_CAS_LUA)
         self._lease_add_script = self._redis.register_script(_LEASE_ADD_LUA)
         self._lease_count_script = self._redis.register_script(_LEASE_COUNT_LUA)
+        self._lease_remove_script = self._redis.register_script(_LEASE_REMOVE_LUA)
+        self._lease_report_script = self._redis.register_script(_LEASE_REPORT_LUA)
 
     def _transact(self, keys: Sequence[str], update: Update[R]) -> R:
         for _ in range(self._max_attempts):
@@ -516,8 +594,12 @@ class RedisStateStore(StateStore):
         ttl = _milliseconds(deadline - now)
         return self._lease_add_script(keys=[key], args=[repr(now), repr(deadline), token, limit, ttl]) == 1
 
-    def _lease_remove(self, key: str, token: str) -> None:
-        self._redis.zrem(key, token)
+    def _lease_remove(self, key: str, token: str, *, now: float) -> bool:
+        return self._lease_remove_script(keys=[key], args=[repr(now), token]) == 1
+
+    def _lease_report(self, key: str, count: int, *, now: float, deadline: float) -> None:
+        ttl = _milliseconds(deadline - now)
+        self._lease_report_script(keys=[key], args=[repr(now), repr(deadline), count, ttl, REPORTED_PREFIX])
 
 
 def _milliseconds(seconds: float) -> int:

@@ -49,7 +49,9 @@ def test_the_policy_strategy_picks_and_the_counts_are_reported(store: StateStore
 
 
 def test_a_request_may_override_the_strategy(store: StateStore, clock: FakeClock) -> None:
-    candidates = [Candidate("a", in_flight=3), Candidate("b", in_flight=1)]
+    candidates = [Candidate("a"), Candidate("b")]
+    store.report_load("a", 3, now=clock.now, ttl_seconds=30)
+    store.report_load("b", 1, now=clock.now, ttl_seconds=30)
     selection = select(
         candidates,
         pool=POOL,
@@ -107,11 +109,23 @@ def test_live_in_flight_counts_and_open_breakers_come_from_the_store(store: Stat
     assert selection.rejections.by_instance == {"c": Reason.BREAKER_OPEN}
 
 
-def test_reported_load_counts_when_it_is_higher_than_tracked(store: StateStore, clock: FakeClock) -> None:
-    candidates = [Candidate("a", in_flight=10, max_concurrent=10), Candidate("b")]
+def test_reported_load_counts_until_its_ttl_passes(store: StateStore, clock: FakeClock) -> None:
+    candidates = [Candidate("a", max_concurrent=10), Candidate("b")]
+    store.report_load("a", 10, now=clock.now, ttl_seconds=15)
+
     selection = choose(store, candidates, clock.now, strategy="least_connections")
     assert selection.selected.instance_id == "b"
     assert selection.rejections.by_instance == {"a": Reason.AT_CAPACITY}
+
+    clock.advance(15.001)  # never renewed: the report lapses, and with it the block
+    selection = choose(store, candidates, clock.now, strategy="least_connections")
+    assert (selection.eligible_count, selection.rejections.by_instance) == (2, {})
+
+
+def test_the_registry_row_load_is_not_the_live_load(store: StateStore, clock: FakeClock) -> None:
+    """A stale number on the candidate (from the database) never blocks routing: only leases count."""
+    selection = choose(store, [Candidate("a", in_flight=10, max_concurrent=10)], clock.now)
+    assert selection.selected.instance_id == "a"
 
 
 def test_least_response_time_uses_the_stored_latency(store: StateStore, clock: FakeClock) -> None:

@@ -13,6 +13,7 @@ from instances.balancer.candidates import Candidate, Reason
 from instances.balancer.state import (
     InProcessStateStore,
     Lease,
+    LeaseNotFound,
     RedisStateStore,
     ResilientStateStore,
     StateStore,
@@ -86,6 +87,47 @@ def test_a_lease_never_finished_lapses_at_its_deadline(store: StateStore, clock:
     assert store.snapshot([candidate], now=clock.now + 29, breaker=CONFIG)["a"].in_flight == 1
     assert store.snapshot([candidate], now=clock.now + 30, breaker=CONFIG)["a"].in_flight == 0
     assert store.begin(candidate, pool=POOL, now=clock.now + 30, breaker=CONFIG, lease_seconds=30).admitted
+
+
+def test_reported_load_counts_beside_leases_and_lapses_unless_renewed(store: StateStore, clock: FakeClock) -> None:
+    candidate = Candidate("a", max_concurrent=5)
+    admit(store, candidate, clock.now)
+    store.report_load("a", 3, now=clock.now, ttl_seconds=15)
+    assert store.in_flight(["a", "idle"], now=clock.now) == {"a": 4, "idle": 0}
+    assert store.snapshot([candidate], now=clock.now, breaker=CONFIG)["a"].in_flight == 4
+
+    store.report_load("a", 1, now=clock.now + 10, ttl_seconds=15)  # a new report replaces the old one
+    assert store.in_flight(["a"], now=clock.now + 10) == {"a": 2}
+    assert store.in_flight(["a"], now=clock.now + 24) == {"a": 2}
+    assert store.in_flight(["a"], now=clock.now + 25.001) == {"a": 1}  # the report lapsed; the lease stays
+
+
+def test_reported_load_takes_capacity_and_reporting_zero_frees_it(store: StateStore, clock: FakeClock) -> None:
+    candidate = Candidate("a", max_concurrent=2)
+    store.report_load("a", 2, now=clock.now, ttl_seconds=15)
+    refused = store.begin(candidate, pool=POOL, now=clock.now, breaker=CONFIG, lease_seconds=60)
+    assert refused.refusal == Reason.AT_CAPACITY
+
+    store.report_load("a", 0, now=clock.now, ttl_seconds=15)
+    assert store.begin(candidate, pool=POOL, now=clock.now, breaker=CONFIG, lease_seconds=60).admitted
+
+
+def test_a_live_release_feeds_the_breaker_and_a_replayed_one_is_refused(store: StateStore, clock: FakeClock) -> None:
+    candidate = Candidate("a", max_concurrent=5)
+    lease = admit(store, candidate, clock.now, lease_seconds=30)
+    store.finish(
+        lease, outcome=Outcome.SUCCESS, now=clock.now, breaker=CONFIG, pool_size=1, latency_ms=250.0, require_live=True
+    )
+    assert store.snapshot([candidate], now=clock.now, breaker=CONFIG)["a"].latency_ms == pytest.approx(250.0)
+
+    with pytest.raises(LeaseNotFound):
+        store.finish(lease, outcome=Outcome.FAILURE, now=clock.now, breaker=CONFIG, pool_size=1, require_live=True)
+    expired = admit(store, candidate, clock.now, lease_seconds=30)
+    with pytest.raises(LeaseNotFound):
+        store.finish(
+            expired, outcome=Outcome.FAILURE, now=clock.now + 31, breaker=CONFIG, pool_size=1, require_live=True
+        )
+    assert store.breaker_states(["a"])["a"].consecutive_failures == 0
 
 
 def test_the_request_limit_admits_exactly_rpm_and_gives_the_lease_back(store: StateStore, clock: FakeClock) -> None:
