@@ -326,6 +326,15 @@ def test_a_requests_per_minute_limit_holds_across_both_processes(two_web_process
     # The whole minute's worth at once (the default burst is a tenth), so the fleet-wide count is exact.
     burst = {"providers": {"openai": {"rate_limits": {"requests_burst": RPM}}}}
     assert fleet.a.client.patch("/api/config", json=burst).status_code == 200
+
+    def burst_seen_by_b() -> bool:  # each process reloads its configuration within its cache TTL (5 s)
+        config = fleet.b.client.get("/api/config").json()["effective"]
+        return config["providers"]["openai"]["rate_limits"]["requests_burst"] == RPM
+
+    deadline = time.monotonic() + 15
+    while not burst_seen_by_b():
+        assert time.monotonic() < deadline, "process b never saw the configuration change"
+        time.sleep(0.2)
     register(fleet.a, sim_server, "rl-1", "rl-model", requests_per_minute=RPM)
     wait_until_both_see(fleet, "rl-model", 1)
     before = sim_server.stats("rl-1")["total"]
