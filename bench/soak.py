@@ -42,8 +42,9 @@ from urllib.parse import urlsplit, urlunsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import gateway_bench  # noqa: E402
-from bench.gateway_bench import _free_port, _wait_http, percentile, process_rss_mb, start_simulator  # noqa: E402
+import gateway_bench  # noqa: E402  (bench/ is on sys.path: this script's own folder)
+from gateway_bench import _free_port, _wait_http, percentile, process_rss_mb, start_simulator  # noqa: E402
+
 from tests.support.faultproxy import FaultProxy  # noqa: E402
 
 README = ROOT / "bench" / "README.md"
