@@ -24,6 +24,8 @@ _DESCRIPTIONS = {
     "403": "The API key may not do this (read-only key on a write).",
     "404": "No such object.",
     "409": "Conflicts with an existing object.",
+    "413": "The request body is over this path's size bound.",
+    "415": "The request body is not application/json.",
     "429": "Too many requests for this API key; see Retry-After.",
     "503": "Nothing can serve this right now.",
 }
@@ -54,6 +56,8 @@ class AutoSchema(SpectacularAutoSchema):
             codes.append("400")
         if "{" in self.path:
             codes.append("404")
+        if self.method in ("POST", "PUT", "PATCH"):
+            codes += ["413", "415"]  # the edge's body bound (ishchat.edge) and the JSON-only parser
         if self.method in ("POST", "PATCH"):
             codes.append("409")
         for code in codes:
