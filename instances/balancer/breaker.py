@@ -70,19 +70,23 @@ class BreakerEvent(StrEnum):
 
 
 # The error kinds of instances.providers.base.ErrorKind, by value, and what
-# each says about the instance. Request faults (bad_request, too_large) prove
-# the instance answered, so they count as successes.
+# each says about the instance: the one table of which errors are the
+# instance's fault (the gateway fails over on every outcome but SUCCESS).
+# A request fault (bad_request: the provider refused what the client sent)
+# proves the instance answered, so it counts as a success. too_large is the
+# provider's reply over the transport's bound: the instance's fault, another
+# instance may well answer within it.
 _OUTCOME_BY_ERROR_KIND = {
     "timeout": Outcome.FAILURE,
     "connection": Outcome.FAILURE,
     "server_error": Outcome.FAILURE,
     "bad_response": Outcome.FAILURE,
+    "too_large": Outcome.FAILURE,
     "not_found": Outcome.FAILURE,
     "redirect": Outcome.FAILURE,
     "rate_limited": Outcome.RATE_LIMITED,
     "auth": Outcome.AUTH_FAILURE,
     "bad_request": Outcome.SUCCESS,
-    "too_large": Outcome.SUCCESS,
 }
 
 

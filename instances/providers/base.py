@@ -31,11 +31,12 @@ class ErrorKind(StrEnum):
     SERVER_ERROR = "server_error"
     BAD_REQUEST = "bad_request"
     BAD_RESPONSE = "bad_response"
-    TOO_LARGE = "too_large"
+    TOO_LARGE = "too_large"  # the provider's reply (or one stream event) exceeds the transport's bound
     REDIRECT = "redirect"
 
 
-# The failures another instance may well not have: the gateway fails over on these.
+# Transient failures: the same call may well succeed if made again. Which kinds are the
+# instance's fault (breaker, failover) is instances.balancer.breaker.outcome_for_error's table.
 RETRYABLE_KINDS = frozenset({ErrorKind.TIMEOUT, ErrorKind.CONNECTION, ErrorKind.RATE_LIMITED, ErrorKind.SERVER_ERROR})
 
 
