@@ -326,6 +326,9 @@ SCHEMA = Section(
                 "health_check_interval": seconds(30, "Seconds between basic health checks."),
                 "failover_enabled": Bool(default=True),
                 "max_failover_attempts": Int(default=3, ge=0, le=10),
+                "max_stream_seconds": seconds(
+                    600, "Longest a streamed reply may run before the gateway cuts it; an instance's own overrides it."
+                ),
                 "healthy_threshold": Int(default=2, ge=1, le=100, help="Consecutive good checks to become healthy."),
                 "unhealthy_threshold": Int(default=3, ge=1, le=100, help="Consecutive bad checks to go unhealthy."),
                 "min_health_score": Float(default=0.0, ge=0.0, le=1.0),

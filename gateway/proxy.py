@@ -28,6 +28,19 @@ A stream follows the same steps until its first chunk has arrived; from then
 on it is committed to that instance: a later error ends the stream with an
 error event and `data: [DONE]`.
 
+Deadlines, per attempt (transport.Deadline; the provider's read timeout only
+bounds each read): a completion has the instance's `timeout` for the whole
+reply; a stream has it until its first chunk and its maximum duration
+(the instance's `max_stream_seconds`, else load_balancer.max_stream_seconds)
+for the whole stream. A miss is a `timeout`: a breaker failure, and failover
+until the first chunk; a stream cut at its maximum duration ends with an error
+event and `data: [DONE]`. The in-flight lease lasts exactly the attempt's
+deadline, taken before the lease, so it never lapses while the attempt runs;
+the attempt's end releases it. When every attempt timed out the answer is 504.
+
+A client that leaves (the front door cancels the work) is logged once, as
+`client_closed`, whatever the request was doing.
+
 Latency fed to the peak-EWMA estimate: the whole reply for a completion,
 time to first chunk for a stream, the time waited for a timeout. Errors that
 come back fast (refused connections, 5xx, 429) feed the breaker but not the
@@ -71,6 +84,7 @@ from instances.choices import RequestStatus
 from instances.lb_settings import LBSettings, LBSettingsResolver
 from instances.providers import ErrorKind, ProviderError, ProviderTarget, Usage, adapter_for
 from instances.providers.openai import parse_usage
+from instances.providers.transport import Deadline
 from ishchat import jsonsafe
 from ishchat.request_context import set_request_id
 
@@ -80,8 +94,6 @@ R = TypeVar("R")
 
 BACKOFF_SECONDS = (0.02, 0.08)
 ROUTING_REFRESH_SECONDS = 0.5
-LEASE_MARGIN_SECONDS = 30.0
-STREAM_LEASE_SECONDS = 900.0  # a lease only bounds what a dead process leaks; streams may run long
 MAX_BODY_BYTES = 8 * 1024 * 1024
 CLIENT_CLOSED_STATUS = 499  # nginx's code for "the client went away first"; only ever logged
 
@@ -284,6 +296,7 @@ class RoutingContext:
     settings: Mapping[tuple[str, str], LBSettings]
     aliases: Mapping[str, list[str]]
     checked_at: float
+    max_stream_seconds: int  # load_balancer.max_stream_seconds: an instance's own overrides it
 
     @property
     def snapshot(self) -> RegistrySnapshot:
@@ -301,8 +314,14 @@ def build_routing_context(previous: RoutingContext | None = None) -> RoutingCont
     fresh_connection()
     snapshot = registry_snapshot()
     aliases = config_value("load_balancer.model_aliases")
+    max_stream_seconds = config_value("load_balancer.max_stream_seconds")
     now = time.monotonic()
-    if previous is not None and previous.snapshot is snapshot and previous.aliases == aliases:
+    if (
+        previous is not None
+        and previous.snapshot is snapshot
+        and previous.aliases == aliases
+        and previous.max_stream_seconds == max_stream_seconds
+    ):
         return replace(previous, checked_at=now)
     router = Router(snapshot=snapshot)
     resolver = LBSettingsResolver()
@@ -311,7 +330,14 @@ def build_routing_context(previous: RoutingContext | None = None) -> RoutingCont
         router.policy_for(Route(*key), pool, None)  # resolves and caches the pool's settings inside the router
     names = set(snapshot.by_model) | {f"{p}/{m}" for p, m in snapshot.by_pool} | set(aliases)
     routes = {name: tuple(resolve_model(name, snapshot)) for name in names}
-    return RoutingContext(router=router, routes=routes, settings=settings, aliases=aliases, checked_at=now)
+    return RoutingContext(
+        router=router,
+        routes=routes,
+        settings=settings,
+        aliases=aliases,
+        checked_at=now,
+        max_stream_seconds=max_stream_seconds,
+    )
 
 
 class RoutingCache:
@@ -413,10 +439,19 @@ class _Proxy:
         self.routing_ms = 0.0
         self.upstream_ms = 0.0
         self.pause_first = False
+        self.logged = False  # the RequestLog row is written once, however the request ends
 
     # -- the loop --
 
     async def run(self) -> Reply:
+        try:
+            return await self._run()
+        except asyncio.CancelledError:  # the client left: the front door cancelled the work
+            if not self.logged:
+                self._log(RequestStatus.CLIENT_CLOSED, CLIENT_CLOSED_STATUS, error="client closed")
+            raise
+
+    async def _run(self) -> Reply:
         request = self.request
         tried: set[str] = set()
         routes = self.context.routes_for(request.model)
@@ -434,14 +469,14 @@ class _Proxy:
                 admitted = await self._admit(route, tried)
                 if admitted is None:
                     break
-                routed, lease = admitted
+                routed, lease, deadline = admitted
                 tried.add(routed.instance.instance_id)
                 attempt = Attempt(routed.instance)
                 self.attempts.append(attempt)
                 if request.stream:
-                    reply = await self._open_stream(routed, lease, attempt)
+                    reply = await self._open_stream(routed, lease, attempt, deadline)
                 else:
-                    reply = await self._complete(routed, lease, attempt)
+                    reply = await self._complete(routed, lease, attempt, deadline)
                 if reply is not None:
                     return reply
                 assert attempt.error is not None
@@ -450,8 +485,9 @@ class _Proxy:
                 self.pause_first = True
         return self._error_reply(self._nothing_left())
 
-    async def _admit(self, route: Route, tried: set[str]) -> tuple[Routed, Lease] | None:
-        """Select an instance of the route not tried yet and take its lease; None when none is eligible."""
+    async def _admit(self, route: Route, tried: set[str]) -> tuple[Routed, Lease, Deadline] | None:
+        """Select an instance of the route not tried yet and take its lease for the attempt's
+        deadline; None when none is eligible."""
         if self.pause_first:  # after a failure: a short jittered pause before choosing again
             self.pause_first = False
             await asyncio.sleep(self.gateway.rng.uniform(*self.gateway.backoff))
@@ -464,26 +500,36 @@ class _Proxy:
         finally:
             self.routing_ms += (time.perf_counter() - began) * 1000
 
-    def _select_and_begin(self, route: Route, tried: set[str]) -> tuple[Routed, Lease]:
+    def _select_and_begin(self, route: Route, tried: set[str]) -> tuple[Routed, Lease, Deadline]:
         """Synchronous (the shared state): select, then begin; an instance refusing at begin is
-        excluded and another one selected. NoEligibleInstance when none is left."""
+        excluded and another one selected. NoEligibleInstance when none is left.
+
+        The deadline starts before the lease, and the lease lasts as long: it cannot lapse
+        while the attempt runs."""
         refused: set[str] = set()
         while True:
             routed = self.context.router.select(
                 route, session_id=self.request.session_id, exclude=frozenset(tried | refused)
             )
             item = routed.instance
-            lease_seconds = STREAM_LEASE_SECONDS if self.request.stream else item.timeout + LEASE_MARGIN_SECONDS
+            deadline = self._attempt_deadline(item)
             admission = self.context.router.store.begin(
                 item.candidate,
                 pool=route.pool,
                 now=time.time(),
                 breaker=routed.policy.breaker,
-                lease_seconds=lease_seconds,
+                lease_seconds=deadline.seconds,
             )
             if admission.lease is not None:
-                return routed, admission.lease
+                return routed, admission.lease, deadline
             refused.add(item.instance_id)
+
+    def _attempt_deadline(self, item: RoutableInstance) -> Deadline:
+        """The whole attempt's deadline: the instance's timeout for a reply, its maximum duration for a stream."""
+        if self.request.stream:
+            seconds = item.max_stream_seconds or self.context.max_stream_seconds
+            return Deadline(seconds, miss=f"The stream ran past its maximum duration of {seconds:g} s and was cut.")
+        return Deadline(item.timeout, miss=f"No complete reply within the instance's {item.timeout:g} s timeout.")
 
     async def _store_call(self, function: Callable[..., R], *args: Any) -> R:
         """A shared-state call: on the event loop, or in a worker thread (Gateway.state_in_thread)."""
@@ -541,14 +587,15 @@ class _Proxy:
 
     # -- one attempt, not streamed --
 
-    async def _complete(self, routed: Routed, lease: Lease, attempt: Attempt) -> Reply | None:
+    async def _complete(self, routed: Routed, lease: Lease, attempt: Attempt, deadline: Deadline) -> Reply | None:
         item, request = routed.instance, self.request
+        target = _target(item)
         began = time.perf_counter()
         try:
-            async with self.gateway.clients.client(_origin(item.endpoint_url)) as client:
+            async with deadline.bound(target), self.gateway.clients.client(_origin(item.endpoint_url)) as client:
                 result = await adapter_for(item.provider_type).chat(
                     client,
-                    _target(item),
+                    target,
                     request.messages,
                     max_tokens=request.max_tokens or item.max_tokens,
                     temperature=request.temperature if request.temperature is not None else item.temperature,
@@ -562,6 +609,7 @@ class _Proxy:
             await self._after_attempt(routed, exc, event)
             return None
         except BaseException:  # the client left (cancelled), or a bug: the lease must end either way
+            self.upstream_ms += (time.perf_counter() - began) * 1000
             await self._settle_cancelled(routed, lease)
             raise
         self.upstream_ms += result.latency_ms
@@ -574,9 +622,16 @@ class _Proxy:
 
     # -- one attempt, streamed --
 
-    async def _open_stream(self, routed: Routed, lease: Lease, attempt: Attempt) -> Reply | None:
+    async def _open_stream(self, routed: Routed, lease: Lease, attempt: Attempt, deadline: Deadline) -> Reply | None:
         """Wait for the first chunk (failing over until then); then commit to this instance."""
         item, request = routed.instance, self.request
+        target = _target(item)
+        first_seconds = min(item.timeout, deadline.seconds)
+        first_deadline = Deadline(
+            first_seconds,
+            miss=f"No first chunk within the instance's {first_seconds:g} s timeout.",
+            start=deadline.start,
+        )
         exits = AsyncExitStack()
         began = time.perf_counter()
         try:
@@ -586,7 +641,7 @@ class _Proxy:
                 AsyncGenerator[dict[str, Any], None],
                 adapter_for(item.provider_type).stream_chat(
                     client,
-                    _target(item),
+                    target,
                     request.messages,
                     max_tokens=request.max_tokens or item.max_tokens,
                     temperature=request.temperature if request.temperature is not None else item.temperature,
@@ -595,7 +650,8 @@ class _Proxy:
             )
             exits.push_async_callback(upstream.aclose)
             try:
-                first = await anext(upstream)
+                async with first_deadline.bound(target):
+                    first = await anext(upstream)
             except StopAsyncIteration:
                 raise ProviderError(ErrorKind.BAD_RESPONSE, "The stream ended before its first chunk.") from None
         except ProviderError as exc:
@@ -607,11 +663,12 @@ class _Proxy:
             await self._after_attempt(routed, exc, event)
             return None
         except BaseException:
+            self.upstream_ms += (time.perf_counter() - began) * 1000
             await self._settle_cancelled(routed, lease)
             await exits.aclose()
             raise
         first_ms = (time.perf_counter() - began) * 1000
-        relay = self._relay(routed, lease, attempt, upstream, first, exits, began, first_ms)
+        relay = self._relay(routed, lease, attempt, upstream, first, exits, began, first_ms, deadline)
         first_bytes = await anext(relay)  # from here on, closing the relay settles the attempt
         headers = self._headers(item, upstream_ms=self.upstream_ms + first_ms)
         return Reply(200, _STREAM_HEADERS | headers, stream=StreamBody(first_bytes, relay))
@@ -626,9 +683,12 @@ class _Proxy:
         exits: AsyncExitStack,
         began: float,
         first_ms: float,
+        deadline: Deadline,
     ) -> AsyncGenerator[bytes, None]:
-        """The committed stream: chunks as SSE, usage counted, the lease ended however it stops."""
+        """The committed stream: chunks as SSE, usage counted, the lease ended however it stops,
+        cut when it runs past its maximum duration."""
         include_usage = self.request.include_usage
+        target = _target(routed.instance)
         usage: Any = None
         finished = False
         try:
@@ -638,7 +698,8 @@ class _Proxy:
                     usage = chunk["usage"]
                 if chunk.get("choices") or include_usage or not chunk.get("usage"):
                     yield _sse(chunk)
-                chunk = await anext(upstream, None)
+                async with deadline.bound(target):  # each step, never across the yield
+                    chunk = await anext(upstream, None)
             finished = True
         except ProviderError as exc:
             attempt.error = exc
@@ -651,6 +712,9 @@ class _Proxy:
                 error = attempt.error
                 event = await self._settle(routed, lease, error, latency_ms=first_ms, tokens=counted.total_tokens)
                 if error is not None:
+                    if error.kind is ErrorKind.TIMEOUT and not deadline.remaining():
+                        item = routed.instance
+                        logger.warning("Stream from %s (%s) cut: %s", item.name, item.pool, error.message)
                     self._log(_request_status(error), 200, usage=counted, error=f"after the first chunk: {error}")
                 else:
                     self._log(RequestStatus.SUCCESS, 200, usage=counted)
@@ -709,8 +773,11 @@ class _Proxy:
         if errors and all(e.kind is ErrorKind.RATE_LIMITED for e in errors):
             waits = [e.retry_after for e in errors if e.retry_after is not None]
             headers["retry-after"] = str(max(1, round(min(waits)))) if waits else "1"
+        status, code = 502, "upstream_failed"
+        if errors and all(e.kind is ErrorKind.TIMEOUT for e in errors):
+            status, code = 504, "upstream_timeout"
         return GatewayError(
-            502, message, error_type="upstream_error", code="upstream_failed", details={"tried": tried}, headers=headers
+            status, message, error_type="upstream_error", code=code, details={"tried": tried}, headers=headers
         )
 
     def _error_reply(self, error: GatewayError) -> Reply:
@@ -723,6 +790,7 @@ class _Proxy:
         return error.reply(self._headers(None))
 
     def _log(self, status: str, status_code: int, *, usage: Usage | None = None, error: str = "") -> None:
+        self.logged = True
         final = self.attempts[-1].instance if self.attempts else None
         first = self.attempts[0].instance if self.attempts else None
         failover = len(self.attempts) > 1

@@ -36,6 +36,7 @@ _ROUTABLE_FIELDS = (
     "endpoint_url",
     "api_key_encrypted",
     "timeout",
+    "max_stream_seconds",
     "status",
     "weight",
     "priority",
@@ -66,6 +67,7 @@ class RoutableInstance:
     temperature: float
     max_tokens: int
     candidate: Candidate
+    max_stream_seconds: int | None = None  # None: load_balancer.max_stream_seconds
 
     @property
     def pool(self) -> str:
@@ -134,6 +136,7 @@ def build_snapshot(version: object = None) -> RegistrySnapshot:
             endpoint_url=row["endpoint_url"],
             api_key_encrypted=row["api_key_encrypted"],
             timeout=row["timeout"],
+            max_stream_seconds=row["max_stream_seconds"],
             temperature=row["temperature"],
             max_tokens=row["max_tokens"],
             candidate=candidate,

@@ -271,7 +271,10 @@ class AIInstanceAdmin(admin.ModelAdmin):
                 )
             },
         )
-        defaults = ("Request defaults", {"fields": (("temperature", "max_tokens", "timeout"),)})
+        defaults = (
+            "Request defaults",
+            {"fields": (("temperature", "max_tokens"), ("timeout", "max_stream_seconds"))},
+        )
         if obj is None:
             return [
                 (None, {"fields": ("instance_name", "provider_type", "model_name", "endpoint_url", "region", "group")}),

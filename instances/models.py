@@ -52,6 +52,13 @@ class AIInstance(models.Model):
     timeout = models.FloatField(
         default=30.0, validators=[MinValueValidator(0.1), MaxValueValidator(600.0)], help_text="Seconds."
     )
+    max_stream_seconds = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(86_400)],
+        help_text="Longest a streamed reply may run before the gateway cuts it; "
+        "empty: load_balancer.max_stream_seconds.",
+    )
     tags = models.JSONField(default=list, blank=True, validators=[validate_tags])
     metadata = models.JSONField(default=dict, blank=True, validators=[validate_metadata])
     group = models.ForeignKey(
@@ -95,6 +102,11 @@ class AIInstance(models.Model):
             ),
             models.CheckConstraint(condition=Q(max_tokens__gte=1), name="instance_max_tokens_positive"),
             models.CheckConstraint(condition=Q(timeout__gt=0, timeout__lte=600), name="instance_timeout_range"),
+            models.CheckConstraint(
+                condition=Q(max_stream_seconds__isnull=True)
+                | Q(max_stream_seconds__gte=1, max_stream_seconds__lte=86_400),
+                name="instance_max_stream_seconds_range",
+            ),
             models.CheckConstraint(
                 condition=Q(health_score__isnull=True) | Q(health_score__gte=0.0, health_score__lte=1.0),
                 name="instance_health_score_range",

@@ -38,6 +38,7 @@ UPDATABLE_FIELDS = frozenset(
         "temperature",
         "max_tokens",
         "timeout",
+        "max_stream_seconds",
         "tags",
         "metadata",
     }

@@ -27,6 +27,7 @@ class _InstanceFields(StrictFieldsMixin, serializers.Serializer):
     temperature = serializers.FloatField(min_value=0.0, max_value=2.0, required=False)
     max_tokens = serializers.IntegerField(min_value=1, max_value=10_000_000, required=False)
     timeout = serializers.FloatField(min_value=0.1, max_value=600.0, required=False)
+    max_stream_seconds = serializers.IntegerField(min_value=1, max_value=86_400, required=False, allow_null=True)
     # Shape only; sizes are checked by the model's validators (instances.validators) in the service.
     tags = serializers.ListField(child=serializers.CharField(), required=False)
     metadata = serializers.DictField(required=False)
@@ -83,6 +84,7 @@ class InstanceSerializer(serializers.ModelSerializer):
             "temperature",
             "max_tokens",
             "timeout",
+            "max_stream_seconds",
             "tags",
             "metadata",
             "group_id",

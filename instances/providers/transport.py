@@ -4,10 +4,15 @@ The rules live here once so no adapter can forget them: redirects are never
 followed (a 3xx from an API is a misconfiguration, and following it would send
 the key to another host), bodies are read up to a bound, connect and read
 timeouts come from the target, and no error message carries the API key.
+
+A read timeout bounds each read, not the call: a provider trickling a byte at
+a time passes every read and never finishes. A caller bounds the whole call
+with a Deadline (the gateway's attempts do; a health check may too).
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import math
@@ -80,6 +85,39 @@ def fail(
     if len(message) > _MESSAGE_LIMIT:
         message = message[: _MESSAGE_LIMIT - 1] + "…"
     return ProviderError(kind, message, status_code=status_code, retry_after=retry_after)
+
+
+class Deadline:
+    """A total deadline for a provider call, `seconds` after `start` on the monotonic clock.
+
+    `async with deadline.bound(target):` runs a block until the deadline; past it the
+    block is cancelled (its connection closed) and a `timeout` ProviderError raised
+    with `miss` as its message. A cancellation from outside (a client gone) passes
+    through untouched. Inside an async generator bound each step (`anext`), never a
+    block spanning a `yield`: a cancellation there would land in the consumer's code.
+    """
+
+    __slots__ = ("at", "miss", "seconds", "start")
+
+    def __init__(self, seconds: float, *, miss: str, start: float | None = None) -> None:
+        self.seconds = seconds
+        self.start = time.monotonic() if start is None else start
+        self.at = self.start + seconds
+        self.miss = miss
+
+    def remaining(self) -> float:
+        return max(0.0, self.at - time.monotonic())
+
+    @asynccontextmanager
+    async def bound(self, target: ProviderTarget) -> AsyncIterator[None]:
+        scope = asyncio.timeout(self.remaining())
+        try:
+            async with scope:
+                yield
+        except TimeoutError:
+            if not scope.expired():
+                raise
+            raise fail(target, ErrorKind.TIMEOUT, self.miss) from None
 
 
 def join_url(base: str, path: str) -> str:
