@@ -47,3 +47,18 @@ def https_check(app_configs: Any, **kwargs: Any) -> list[Warning]:
             )
         ]
     return []
+
+
+@register()
+def database_pool_check(app_configs: Any, **kwargs: Any) -> list[Error]:
+    pool = settings.DATABASES["default"].get("OPTIONS", {}).get("pool")
+    if isinstance(pool, dict) and pool.get("min_size", 0) > pool.get("max_size", pool.get("min_size", 0)):
+        return [
+            Error(
+                f"INSTANCE_MANAGER_DB_POOL_MIN_SIZE ({pool['min_size']}) is larger than "
+                f"INSTANCE_MANAGER_DB_POOL_MAX_SIZE ({pool['max_size']}).",
+                hint="The pool opens min_size connections and never more than max_size.",
+                id="ishchat.E003",
+            )
+        ]
+    return []

@@ -143,8 +143,32 @@ SQLITE_OPTIONS = {
     "transaction_mode": "IMMEDIATE",
     "timeout": 20,
 }
+# Under ASGI every concurrently served request runs in a thread of its own, so persistent
+# connections (CONN_MAX_AGE) grow with concurrency until PostgreSQL refuses clients. On
+# PostgreSQL each process borrows from one bounded psycopg pool instead: a request holds a
+# connection from its first query to its end and gives it back. Defaults fit a 2-core box
+# running two web processes, a worker and beat: 4 x 8 = 32 connections at most, a third of
+# PostgreSQL's default max_connections, and more than two cores can keep busy. A request that
+# waits DB_POOL_TIMEOUT for a connection fails (a 503), and an unreachable server fails a
+# connection attempt after DB_CONNECT_TIMEOUT, so an outage costs seconds, not a hang.
+DB_POOL_MIN_SIZE = env_int("INSTANCE_MANAGER_DB_POOL_MIN_SIZE", 2, minimum=0, maximum=1000)
+DB_POOL_MAX_SIZE = env_int("INSTANCE_MANAGER_DB_POOL_MAX_SIZE", 8, minimum=1, maximum=1000)
+DB_POOL_TIMEOUT = env_int("INSTANCE_MANAGER_DB_POOL_TIMEOUT", 5, minimum=1, maximum=300)
+DB_CONNECT_TIMEOUT = env_int("INSTANCE_MANAGER_DB_CONNECT_TIMEOUT", 2, minimum=1, maximum=300)
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+    # conn_health_checks: with the pool, each connection is checked (one empty round trip) as it is
+    # lent, so after an outage or a server restart dead ones are dropped, not lent to requests.
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0, conn_health_checks=True)}
+    if DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        DATABASES["default"]["OPTIONS"] = {
+            "connect_timeout": DB_CONNECT_TIMEOUT,
+            **DATABASES["default"].get("OPTIONS", {}),
+            "pool": {
+                "min_size": DB_POOL_MIN_SIZE,
+                "max_size": DB_POOL_MAX_SIZE,
+                "timeout": DB_POOL_TIMEOUT,
+            },
+        }
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(VAR_DIR / "db.sqlite3")}}

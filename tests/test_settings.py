@@ -79,3 +79,43 @@ def test_data_commands_keep_stdout_for_data_and_log_to_stderr():
     assert result.returncode == 0, result.stderr
     assert "load_balancer" in json.loads(result.stdout)
     assert "nonexistent" in result.stderr
+
+
+PG = "postgresql://postgres@127.0.0.1:5432/ishchat_settings_check"
+
+
+def test_postgresql_uses_a_bounded_pool_sized_from_the_environment():
+    code = (
+        "import django, json; django.setup(); from django.conf import settings; d = settings.DATABASES['default'];"
+        "print(json.dumps([d['CONN_MAX_AGE'], d['OPTIONS']['pool'], d['OPTIONS']['connect_timeout']]))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SECRET_KEY", "INSTANCE_MANAGER_", "DATABASE_URL"))}
+    env.update(
+        SECRETS,
+        INSTANCE_MANAGER_DOTENV="false",
+        DJANGO_SETTINGS_MODULE="ishchat.settings",
+        DATABASE_URL=PG,
+        INSTANCE_MANAGER_DB_POOL_MIN_SIZE="1",
+        INSTANCE_MANAGER_DB_POOL_MAX_SIZE="3",
+        INSTANCE_MANAGER_DB_POOL_TIMEOUT="7",
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 0, result.stderr
+    conn_max_age, pool, connect_timeout = json.loads(result.stdout)
+    assert conn_max_age == 0  # persistent connections off under ASGI: the pool bounds them
+    assert pool == {"min_size": 1, "max_size": 3, "timeout": 7}
+    assert connect_timeout == 2
+
+
+def test_a_pool_whose_minimum_exceeds_its_maximum_is_a_check_error():
+    result = manage(
+        "check",
+        DATABASE_URL=PG,
+        INSTANCE_MANAGER_DB_POOL_MIN_SIZE="9",
+        INSTANCE_MANAGER_DB_POOL_MAX_SIZE="2",
+        **SECRETS,
+    )
+
+    assert result.returncode != 0
+    assert "ishchat.E003" in result.stderr + result.stdout

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,25 @@ def child_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(DATABASE_URL=database_url(), INSTANCE_MANAGER_DOTENV="false", PYTHONUNBUFFERED="1", **extra)
     return env
+
+
+def healthy_instances(sim_server: Any, model: str, names: Iterable[str], **fields: Any) -> list[str]:
+    """Register one instance of `model` per name on the simulator (path = name), marked healthy: their ids."""
+    from instances.models import AIInstance
+    from instances.services import instance_register
+
+    ids = []
+    for name in names:
+        instance = instance_register(
+            provider_type="openai",
+            model_name=model,
+            instance_name=name,
+            endpoint_url=sim_server.base_url(name),
+            **fields,
+        )
+        AIInstance.objects.filter(pk=instance.pk).update(status="healthy", health_score=1.0)
+        ids.append(str(instance.instance_id))
+    return ids
 
 
 def free_port() -> int:
