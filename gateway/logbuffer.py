@@ -34,14 +34,13 @@ from typing import Any
 from django.db import (
     DatabaseError,
     IntegrityError,
-    InterfaceError,
-    OperationalError,
     close_old_connections,
     connection,
     transaction,
 )
 
 from instances.models import AIInstance, RequestLog
+from ishchat.outage import DATABASE_ERRORS, DATABASE_OUTAGE
 from monitoring.metrics import REQUESTLOG_DROP_REASONS, REQUESTLOG_DROPPED
 
 logger = logging.getLogger(__name__)
@@ -56,7 +55,6 @@ Row = dict[str, Any]
 
 BUFFER_FULL = "buffer_full"
 REFUSED = "refused"
-CONNECTION_ERRORS = (OperationalError, InterfaceError)
 
 
 class RequestLogBuffer:
@@ -125,10 +123,11 @@ class RequestLogBuffer:
                     break
                 try:
                     written += self._write_isolating(batch)
-                except CONNECTION_ERRORS:
+                except DATABASE_ERRORS as exc:  # one log line per outage (DATABASE_OUTAGE), not one per second
                     self.failed_flushes += 1
-                    logger.warning("RequestLog flush failed; %d rows kept for the next try", len(self), exc_info=True)
+                    DATABASE_OUTAGE.failed(exc)
                     break
+                DATABASE_OUTAGE.recovered()
         self._log_drops()
         return written
 
@@ -148,7 +147,7 @@ class RequestLogBuffer:
             part = parts.pop()
             try:
                 self._write(part)
-            except CONNECTION_ERRORS:
+            except DATABASE_ERRORS:
                 self._requeue([row for unwritten in (part, *reversed(parts)) for row in unwritten])
                 raise
             except DatabaseError as exc:
@@ -219,6 +218,8 @@ class RequestLogBuffer:
             except Exception:
                 logger.exception("RequestLog writer error")
                 time.sleep(self.interval)
+            finally:
+                connection.close()  # back to the pool between flushes (PostgreSQL), not held for the process
 
     def _log_drops(self) -> None:
         now = time.monotonic()

@@ -86,6 +86,8 @@ from instances.providers import ErrorKind, ProviderError, ProviderTarget, Usage,
 from instances.providers.openai import parse_usage
 from instances.providers.transport import Deadline
 from ishchat import jsonsafe
+from ishchat.errors import ServiceUnavailableError
+from ishchat.outage import DATABASE_ERRORS, DATABASE_OUTAGE
 from ishchat.request_context import set_request_id
 
 logger = logging.getLogger(__name__)
@@ -875,6 +877,14 @@ class Gateway:
             return reply
         except GatewayError as exc:
             error = exc
+        except DATABASE_ERRORS as exc:  # no snapshot to route on yet, or the pool found no connection in time
+            DATABASE_OUTAGE.failed(exc)
+            error = GatewayError(
+                503,
+                "The database is unreachable; retry shortly.",
+                error_type="service_unavailable",
+                code="database_unavailable",
+            )
         except Exception:
             logger.exception("Gateway error")
             error = GatewayError(500, "The gateway failed to handle the request.", error_type="server_error")
@@ -882,7 +892,11 @@ class Gateway:
         return error.reply({"x-request-id": request_id, "x-overhead-ms": f"{overhead:.2f}"})
 
     async def _authenticate(self, headers: Mapping[str, str]) -> None:
-        if await self.authenticator.principal(headers) is None:
+        try:
+            principal = await self.authenticator.principal(headers)
+        except ServiceUnavailableError as exc:  # the database cannot check a key it has not seen lately
+            raise GatewayError(503, exc.message, error_type="service_unavailable", code=exc.code) from None
+        if principal is None:
             raise GatewayError(
                 401,
                 "Missing or invalid API key: send `Authorization: Bearer <key>` or `X-API-Key: <key>`.",

@@ -22,7 +22,7 @@ from instances.balancer.candidates import Candidate
 from instances.models import AIInstance
 from instances.services import REGISTRY_VERSION_KEY
 from ishchat import crypto
-from ishchat.outage import CACHE_OUTAGE
+from ishchat.outage import CACHE_OUTAGE, DATABASE_OUTAGE
 
 MAX_AGE_SECONDS = 5.0
 VERSION_CHECK_SECONDS = 0.5
@@ -184,7 +184,11 @@ def registry_snapshot(*, fresh: bool = False) -> RegistrySnapshot:
             or snapshot.version != version
             or time.monotonic() - snapshot.built_at >= MAX_AGE_SECONDS
         ):
-            snapshot = build_snapshot(version)
+            previous = snapshot
+            if previous is None:
+                snapshot = build_snapshot(version)
+            else:  # database unreachable: route on the last snapshot, the database retried every RETRY_SECONDS
+                snapshot = DATABASE_OUTAGE.call(lambda: build_snapshot(version), fallback=lambda: previous)
             _holder.snapshot = snapshot
         return snapshot
 

@@ -12,10 +12,11 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from ishchat.errors import ConflictError, ServiceUnavailableError
+from ishchat.outage import DATABASE_ERRORS, DATABASE_OUTAGE
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """Map domain errors to HTTP; everything else takes DRF's shape."""
+    """Map domain errors and an unreachable database to HTTP; everything else takes DRF's shape."""
     if isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
         exc = ValidationError(detail=detail)
@@ -28,6 +29,15 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return Response(
             {"detail": exc.message, "code": exc.code, **exc.details},
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+    if isinstance(exc, DATABASE_ERRORS):
+        # The database is down, refusing, or the pool found no connection in time: the client may
+        # retry, and the log gets one line per outage instead of a traceback per request.
+        DATABASE_OUTAGE.failed(exc)
+        return Response(
+            {"detail": "The database is unreachable; retry shortly.", "code": "database_unavailable"},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(round(DATABASE_OUTAGE.retry_seconds))},
         )
     return drf_exception_handler(exc, context)
 

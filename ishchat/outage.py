@@ -12,7 +12,9 @@ call) returns `fallback()` instead, so a hung Redis costs one socket timeout per
 logs "<name> reachable again". Per process and thread-safe; the clock is injectable.
 
 `CACHE_OUTAGE` is Django's default cache (throttles, version keys of the registry
-and configuration snapshots); other dependencies make their own `Outage`.
+and configuration snapshots); `DATABASE_OUTAGE` the database, for the code that can
+serve from what it last read (the gateway's key check and registry snapshot); other
+dependencies make their own `Outage`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import redis
+from django.db import InterfaceError, OperationalError
 
 logger = logging.getLogger("ishchat.outage")
 
@@ -91,3 +94,9 @@ class Outage:
 
 
 CACHE_OUTAGE = Outage("cache (Redis)", errors=CACHE_ERRORS)
+
+# What Django raises when the database is cut, refusing, or the pool waited its timeout
+# for a connection (psycopg_pool.PoolTimeout is an OperationalError, wrapped by Django).
+DATABASE_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
+# The database: the gateway's key check (stale keys) and registry snapshot (the last one).
+DATABASE_OUTAGE = Outage("database", errors=DATABASE_ERRORS)

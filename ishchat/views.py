@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from django.core.cache import cache
 from django.db import connection
@@ -11,12 +13,47 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
 from ishchat.celery import app as celery_app
+from ishchat.outage import DATABASE_OUTAGE
+
+# A hung database (connections open, nothing answered) would hold the probe, and the probe's
+# caller, for as long as it lasts: the probe runs in a thread of its own and /health waits for it
+# this long. At most one probe is in flight; while a stuck one waits, /health waits for it again.
+DATABASE_PROBE_SECONDS = 3.0
+_database_probe_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="health-database")
+_database_probe_lock = threading.Lock()
+_database_probe: Future[None] | None = None
 
 
-def _check_database() -> None:
+def _select_one() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
         cursor.fetchone()
+    DATABASE_OUTAGE.recovered()  # what serves from its last reads (keys, the registry) asks again now
+
+
+def _probe_in_thread() -> None:
+    try:
+        _select_one()
+    finally:
+        connection.close()  # this thread's connection goes back to the pool
+
+
+def _check_database() -> None:
+    global _database_probe
+    if connection.connection is not None:
+        # This request already holds a pooled connection (it authenticated): probe on it. A probe in
+        # another thread would need a second connection, and under load every request would hold
+        # one while waiting for the probe's, which no request gives back: a pool deadlock.
+        _select_one()
+        return
+    with _database_probe_lock:
+        if _database_probe is None or _database_probe.done():
+            _database_probe = _database_probe_executor.submit(_probe_in_thread)
+        probe = _database_probe
+    try:
+        probe.result(timeout=DATABASE_PROBE_SECONDS)
+    except TimeoutError:  # concurrent.futures.TimeoutError since Python 3.11
+        raise TimeoutError(f"no answer within {DATABASE_PROBE_SECONDS:g} s") from None
 
 
 def _check_cache() -> None:

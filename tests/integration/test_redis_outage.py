@@ -24,7 +24,7 @@ import httpx
 import pytest
 from django.conf import settings
 
-from tests.integration.conftest import STARTUP_SECONDS, Process, child_env, free_port, wait_for
+from tests.integration.conftest import STARTUP_SECONDS, Process, child_env, free_port, healthy_instances, wait_for
 from tests.support.faultproxy import FaultProxy
 
 pytestmark = [
@@ -66,19 +66,7 @@ class Web:
 
 @pytest.fixture
 def fleet(transactional_db: None, sim_server, tmp_path: Path) -> Iterator[tuple[FaultProxy, list[Web], list[str]]]:
-    from instances.models import AIInstance
-    from instances.services import instance_register
-
-    ids = []
-    for name in ("a", "b"):
-        instance = instance_register(
-            provider_type="openai",
-            model_name=MODEL,
-            instance_name=f"outage-{name}",
-            endpoint_url=sim_server.base_url(name),
-        )
-        AIInstance.objects.filter(pk=instance.pk).update(status="healthy", health_score=1.0)
-        ids.append(str(instance.instance_id))
+    ids = healthy_instances(sim_server, MODEL, ("outage-a", "outage-b"))
 
     upstream = urlsplit(os.environ["REDIS_URL"])
     run = uuid.uuid4().hex[:10]
