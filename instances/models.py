@@ -39,7 +39,9 @@ class AIInstance(models.Model):
     max_concurrent_requests = models.PositiveIntegerField(
         default=10, validators=[MinValueValidator(1), MaxValueValidator(100000)]
     )
-    current_load = models.PositiveIntegerField(default=0, help_text="In-flight requests last reported.")
+    current_load = models.PositiveIntegerField(
+        default=0, help_text="In-flight requests fleet-wide: the live leases, published every second (gateway/load.py)."
+    )
     requests_per_minute = models.PositiveIntegerField(
         null=True, blank=True, validators=[MinValueValidator(1)], help_text="Overrides the provider's limit."
     )
@@ -318,3 +320,16 @@ class StatusTransition(models.Model):
 
     def __str__(self) -> str:
         return f"{self.instance_id}: {self.old_status} -> {self.new_status}"
+
+
+class LoadPublication(models.Model):
+    """When a web process last wrote the live in-flight counts into AIInstance.current_load
+    (gateway/load.py). Readers of current_load (scaling's metric window) treat the counts as
+    missing when no process has published lately: a stale number is not a load."""
+
+    publisher = models.CharField(max_length=200, unique=True, help_text="host:pid of the web process.")
+    published_at = models.DateTimeField(db_index=True)
+    instances = models.PositiveIntegerField(default=0, help_text="Active instances counted.")
+
+    def __str__(self) -> str:
+        return f"{self.publisher} at {self.published_at:%Y-%m-%d %H:%M:%S}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db.models import Avg, Count, Q, QuerySet, Sum
@@ -11,7 +11,16 @@ from django.http import Http404
 
 from instances.balancer.breaker import BreakerConfig, BreakerState, Phase
 from instances.choices import InstanceStatus, ProviderType
-from instances.models import AIInstance
+from instances.models import AIInstance, LoadPublication
+
+# A published load older than this is missing: a few missed publications (gateway/load.py
+# publishes every second), well inside scaling's 60 s window.
+LOAD_STALE_SECONDS = 10.0
+
+
+def load_publications_fresh(*, now: datetime) -> QuerySet[LoadPublication]:
+    """The web processes that published the instances' load (current_load) lately; none: the counts are missing."""
+    return LoadPublication.objects.filter(published_at__gte=now - timedelta(seconds=LOAD_STALE_SECONDS))
 
 
 def instance_list(

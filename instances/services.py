@@ -6,18 +6,20 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Case, F, PositiveIntegerField, Value, When
 from django.utils import timezone
 
 from configuration.selectors import config_value
 from instances.choices import OPERATOR_STATUSES, InstanceStatus
 from instances.endpoints import validate_endpoint_url
-from instances.models import AIInstance, StatusTransition
+from instances.models import AIInstance, LoadPublication, StatusTransition
 from ishchat import crypto
 from ishchat.errors import ConflictError
 from ishchat.outage import CACHE_OUTAGE
@@ -206,19 +208,42 @@ def instance_set_load(*, instance: AIInstance, current_load: int, now: float | N
     return instance
 
 
-def instance_loads_publish(*, loads: Mapping[int, int]) -> int:
+def instance_loads_publish(
+    *, loads: Mapping[int, int], publisher: str | None = None, now: datetime | None = None
+) -> int:
     """Write the live in-flight counts {instance pk: count} into current_load, the copy that
-    scaling, the dashboard, the API and the metrics read (gateway.load publishes every second).
-    One UPDATE per distinct count, rows already right untouched; returns the rows changed."""
+    scaling, the dashboard, the API and the metrics read (gateway/load.py publishes every second).
+    One UPDATE whatever the fleet, rows already right untouched; with `publisher` (the web
+    process's name) its LoadPublication row records that the counts are fresh. Returns the rows
+    changed."""
     by_count: dict[int, list[int]] = defaultdict(list)
     for pk, count in loads.items():
         by_count[count].append(pk)
     changed = 0
-    for count, pks in by_count.items():
-        changed += AIInstance.objects.filter(pk__in=pks, is_active=True).exclude(current_load=count).update(
-            current_load=count
+    if loads:
+        count_of = Case(
+            *(When(pk__in=pks, then=Value(count)) for count, pks in by_count.items()),
+            default=F("current_load"),
+            output_field=PositiveIntegerField(),
         )
+        changed = (
+            AIInstance.objects.filter(pk__in=list(loads), is_active=True)
+            .exclude(current_load=count_of)
+            .update(current_load=count_of)
+        )
+    if publisher is not None:
+        now = now or timezone.now()
+        if not LoadPublication.objects.filter(publisher=publisher).update(published_at=now, instances=len(loads)):
+            LoadPublication.objects.update_or_create(
+                publisher=publisher, defaults={"published_at": now, "instances": len(loads)}
+            )
     return changed
+
+
+def load_publications_prune(*, older_than: timedelta = timedelta(hours=1)) -> int:
+    """Forget the publications of processes gone for `older_than`; returns the rows deleted."""
+    deleted, _ = LoadPublication.objects.filter(published_at__lt=timezone.now() - older_than).delete()
+    return deleted
 
 
 def instance_set_status(*, instance: AIInstance, status: str, reason: str, source: str) -> AIInstance:

@@ -3,6 +3,9 @@
 Over the ``window_seconds`` before ``now`` (instances "serving" = active and healthy/degraded):
 
 * utilization = sum(current_load) / sum(max_concurrent_requests) of the serving instances.
+  current_load is the one load signal (live leases: gateway requests, select-instance leases,
+  reported load), published every second by the web processes (gateway/load.py); with no
+  publication in the last LOAD_STALE_SECONDS (instances.selectors) it is missing (None), never a stale number or 0.
 * queue_length = sum over serving instances of ``num_requests_waiting`` from their latest load
   check inside the window (vLLM publishes it); None when none reported one.
 * request_rate = requests of the group's instances in the window, per minute (client
@@ -22,12 +25,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from django.db.models import Count, OuterRef, Q, Subquery, Sum
+from django.db.models import Count, Exists, OuterRef, Q, Subquery, Sum
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Coalesce, TruncMinute
 
 from instances.choices import CheckType, InstanceStatus, RequestStatus
 from instances.models import AIInstance, HealthCheck, InstanceMetrics, RequestLog
+from instances.selectors import load_publications_fresh
 from scaling.engine import MetricWindow, PredictiveMode
 from scaling.models import ProviderGroup
 
@@ -43,17 +47,21 @@ def _fleet(group: ProviderGroup, since: datetime, now: datetime) -> tuple[float 
     latest_load = HealthCheck.objects.filter(
         instance=OuterRef("pk"), check_type=CheckType.LOAD, checked_at__gt=since, checked_at__lte=now
     ).order_by("-checked_at", "-id")
+    published = load_publications_fresh(now=now)
     rows = list(
         AIInstance.objects.filter(group=group, is_active=True, status__in=SERVING)
         .annotate(waiting=Subquery(latest_load.annotate(
-            waiting=KeyTextTransform("num_requests_waiting", "details")).values("waiting")[:1]))
-        .values_list("current_load", "max_concurrent_requests", "waiting")
+            waiting=KeyTextTransform("num_requests_waiting", "details")).values("waiting")[:1]),
+            fresh=Exists(published))
+        .values_list("current_load", "max_concurrent_requests", "waiting", "fresh")
     )
     if not rows:
         return None, None
-    capacity = sum(max(1, capacity) for _, capacity, _ in rows)
-    utilization = sum(load for load, _, _ in rows) / capacity
-    waiting = [float(value) for _, _, value in rows if value not in (None, "", "null")]
+    utilization = None
+    if rows[0][3]:
+        capacity = sum(max(1, capacity) for _, capacity, _, _ in rows)
+        utilization = sum(load for load, _, _, _ in rows) / capacity
+    waiting = [float(value) for _, _, value, _ in rows if value not in (None, "", "null")]
     return utilization, (sum(waiting) if waiting else None)
 
 

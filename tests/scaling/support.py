@@ -10,9 +10,12 @@ from typing import Any
 
 from instances.choices import CheckStatus, CheckType, InstanceStatus, RequestStatus
 from instances.models import AIInstance, HealthCheck, RequestLog
+from instances.services import instance_loads_publish
 from scaling.models import ProviderGroup
 
 _numbers = count(1)
+# The name the tests publish loads under, as a web process would (gateway/load.py).
+PUBLISHER = "tests:0"
 
 # Target tracking (scale down below 0.5) with short cooldowns, so one evaluation decides.
 TRACKING: dict[str, Any] = {"scale_down_threshold": 0.5, "scale_up_cooldown": 60, "scale_down_cooldown": 120,
@@ -39,13 +42,17 @@ def make_member(
     endpoint_url: str = "http://127.0.0.1:9/v1",
     **fields: Any,
 ) -> AIInstance:
-    """A registered instance written straight to the table (no provider is called)."""
+    """A registered instance written straight to the table (no provider is called). With
+    ``current_load`` the load counts as just published by a web process (gateway/load.py)."""
     values: dict[str, Any] = {"max_concurrent_requests": 10, "provider_type": "openai", "model_name": "sim-model"}
     values.update(fields)
-    return AIInstance.objects.create(
+    instance = AIInstance.objects.create(
         instance_name=name or f"inst-{next(_numbers)}", endpoint_url=endpoint_url, status=status, group=group,
         **values,
     )
+    if "current_load" in fields:
+        instance_loads_publish(loads={instance.pk: fields["current_load"]}, publisher=PUBLISHER)
+    return instance
 
 
 def make_sim_member(sim_server: Any, group: ProviderGroup, name: str, *, status: str, **fields: Any) -> AIInstance:
@@ -76,9 +83,10 @@ def add_load_check(instance: AIInstance, *, at: datetime, waiting: float | None)
     )
 
 
-def set_load(group: ProviderGroup, load: int) -> None:
-    """Every serving instance of the group at ``load`` requests in flight."""
-    AIInstance.objects.filter(group=group, status__in=[InstanceStatus.HEALTHY, InstanceStatus.DEGRADED]).update(
-        current_load=load
-    )
+def set_load(group: ProviderGroup, load: int, *, at: datetime | None = None) -> None:
+    """Every serving instance of the group at ``load`` requests in flight, as a web process publishes
+    it (at ``at``, default now)."""
+    serving = AIInstance.objects.filter(group=group, status__in=[InstanceStatus.HEALTHY, InstanceStatus.DEGRADED])
+    loads = dict.fromkeys(serving.values_list("pk", flat=True), load)
+    instance_loads_publish(loads=loads, publisher=PUBLISHER, now=at)
 
