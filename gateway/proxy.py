@@ -414,12 +414,13 @@ def _instance_fault(error: ProviderError) -> bool:
     return outcome_for_error(error.kind) is not Outcome.SUCCESS
 
 
-def _request_status(error: ProviderError | None) -> str:
-    if error is None:
+def request_status(error_kind: str | None) -> str:
+    """The RequestLog status of a call that ended with this provider error kind (None: no error)."""
+    if error_kind is None:
         return RequestStatus.SUCCESS
-    if error.kind is ErrorKind.TIMEOUT:
+    if error_kind == ErrorKind.TIMEOUT:
         return RequestStatus.TIMEOUT
-    if error.kind is ErrorKind.RATE_LIMITED:
+    if error_kind == ErrorKind.RATE_LIMITED:
         return RequestStatus.RATE_LIMITED
     return RequestStatus.ERROR
 
@@ -503,28 +504,20 @@ class _Proxy:
             self.routing_ms += (time.perf_counter() - began) * 1000
 
     def _select_and_begin(self, route: Route, tried: set[str]) -> tuple[Routed, Lease, Deadline]:
-        """Synchronous (the shared state): select, then begin; an instance refusing at begin is
-        excluded and another one selected. NoEligibleInstance when none is left.
+        """Synchronous (the shared state): select and take the lease (Router.admit).
 
         The deadline starts before the lease, and the lease lasts as long: it cannot lapse
         while the attempt runs."""
-        refused: set[str] = set()
-        while True:
-            routed = self.context.router.select(
-                route, session_id=self.request.session_id, exclude=frozenset(tried | refused)
-            )
-            item = routed.instance
-            deadline = self._attempt_deadline(item)
-            admission = self.context.router.store.begin(
-                item.candidate,
-                pool=route.pool,
-                now=time.time(),
-                breaker=routed.policy.breaker,
-                lease_seconds=deadline.seconds,
-            )
-            if admission.lease is not None:
-                return routed, admission.lease, deadline
-            refused.add(item.instance_id)
+        deadlines: dict[str, Deadline] = {}
+
+        def lease_seconds(item: RoutableInstance) -> float:
+            deadlines[item.instance_id] = deadline = self._attempt_deadline(item)
+            return deadline.seconds
+
+        routed, lease = self.context.router.admit(
+            route, lease_seconds=lease_seconds, session_id=self.request.session_id, exclude=frozenset(tried)
+        )
+        return routed, lease, deadlines[routed.instance.instance_id]
 
     def _attempt_deadline(self, item: RoutableInstance) -> Deadline:
         """The whole attempt's deadline: the instance's timeout for a reply, its maximum duration for a stream."""
@@ -717,7 +710,7 @@ class _Proxy:
                     if error.kind is ErrorKind.TIMEOUT and not deadline.remaining():
                         item = routed.instance
                         logger.warning("Stream from %s (%s) cut: %s", item.name, item.pool, error.message)
-                    self._log(_request_status(error), 200, usage=counted, error=f"after the first chunk: {error}")
+                    self._log(request_status(error.kind), 200, usage=counted, error=f"after the first chunk: {error}")
                 else:
                     self._log(RequestStatus.SUCCESS, 200, usage=counted)
                 await self._after_attempt(routed, error, event)
@@ -785,7 +778,7 @@ class _Proxy:
     def _error_reply(self, error: GatewayError) -> Reply:
         last = self.attempts[-1] if self.attempts else None
         self._log(
-            _request_status(last.error if last else None) if last else RequestStatus.ERROR,
+            request_status(last.error.kind if last and last.error else None) if last else RequestStatus.ERROR,
             error.status,
             error=error.message,
         )

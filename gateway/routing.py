@@ -4,13 +4,15 @@ balancer select among the pool's instances using the shared state."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from configuration.selectors import config_value
 from gateway.registry import RegistrySnapshot, RoutableInstance, registry_snapshot
 from instances.balancer.candidates import SelectionRequest
 from instances.balancer.selection import NoEligibleInstance, Policy, Selection, select
-from instances.balancer.state import StateStore, get_state_store
+from instances.balancer.state import Lease, StateStore, get_state_store
 from instances.lb_settings import LBSettingsResolver
 
 
@@ -96,6 +98,30 @@ class Router:
         )
         instance = self.snapshot.by_id[selection.selected.instance_id]
         return Routed(selection, instance, route, policy, len(pool))
+
+    def admit(
+        self,
+        route: Route,
+        *,
+        lease_seconds: Callable[[RoutableInstance], float],
+        exclude: frozenset[str] = frozenset(),
+        **select: Any,
+    ) -> tuple[Routed, Lease]:
+        """Select, then take the instance's in-flight lease (store.begin) for `lease_seconds(instance)`;
+        an instance refusing at begin (at capacity, breaker, rate limit: another process got there
+        first) is excluded and another one selected. NoEligibleInstance when none is left. The
+        gateway's attempts and select-instance's leases both come here."""
+        refused: set[str] = set()
+        while True:
+            routed = self.select(route, exclude=exclude | refused, **select)
+            item = routed.instance
+            seconds = lease_seconds(item)
+            admission = self.store.begin(
+                item.candidate, pool=route.pool, now=time.time(), breaker=routed.policy.breaker, lease_seconds=seconds
+            )
+            if admission.lease is not None:
+                return routed, admission.lease
+            refused.add(item.instance_id)
 
 
 __all__ = ["NoEligibleInstance", "Route", "Routed", "Router", "resolve_model"]

@@ -4,12 +4,14 @@ from typing import Any
 
 from rest_framework import serializers
 
+from gateway.leases import MAX_LEASE_SECONDS
 from gateway.selectors import DEFAULT_WINDOW_MINUTES, MAX_WINDOW_MINUTES
 from gateway.services import LB_CONFIG_LIMITS
 from instances.api.serializers import BreakerSerializer, InstanceSerializer
 from instances.balancer.breaker import Phase
 from instances.choices import ProviderType, Strategy
 from instances.models import LoadBalancerConfig
+from instances.providers.base import ErrorKind
 from ishchat.api import StrictFieldsMixin, offset_field
 
 
@@ -24,6 +26,19 @@ class SelectInstanceSerializer(StrictFieldsMixin, serializers.Serializer):
     group_id = serializers.IntegerField(min_value=1, required=False, allow_null=True)
     region = serializers.CharField(max_length=64, required=False, allow_blank=True, allow_null=True)
     exclude = serializers.ListField(child=serializers.UUIDField(), required=False, max_length=1000)
+    lease = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Take an in-flight lease on the selected instance for a call you make yourself; "
+        "give it back with POST /api/instances/{instance_id}/release.",
+    )
+    lease_ttl_seconds = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_LEASE_SECONDS,
+        required=False,
+        allow_null=True,
+        help_text="How long the lease counts unless released (default load_balancer.lease_ttl_seconds).",
+    )
 
 
 class AlternativeSerializer(serializers.Serializer):
@@ -44,6 +59,34 @@ class SelectionResultSerializer(serializers.Serializer):
     eligible_instances = serializers.IntegerField()
     total_healthy_instances = serializers.IntegerField()
     load_balancing_time_ms = serializers.FloatField()
+    lease_id = serializers.CharField(required=False, help_text="With lease: true: the lease to release.")
+    lease_ttl_seconds = serializers.FloatField(required=False, help_text="With lease: true: seconds it counts.")
+
+
+class ReleaseSerializer(StrictFieldsMixin, serializers.Serializer):
+    """The outcome of a call made on a select-instance lease."""
+
+    lease_id = serializers.CharField(max_length=500)
+    success = serializers.BooleanField(default=True)
+    error = serializers.ChoiceField(
+        choices=[kind.value for kind in ErrorKind],
+        required=False,
+        allow_null=True,
+        help_text="What failed (with success: false); default server_error.",
+    )
+    latency_ms = serializers.FloatField(min_value=0, max_value=86_400_000, required=False, allow_null=True)
+    prompt_tokens = serializers.IntegerField(min_value=0, max_value=100_000_000, default=0)
+    completion_tokens = serializers.IntegerField(min_value=0, max_value=100_000_000, default=0)
+    retry_after = serializers.FloatField(
+        min_value=0, max_value=3600, required=False, allow_null=True, help_text="A 429's Retry-After, in seconds."
+    )
+
+
+class ReleaseResultSerializer(serializers.Serializer):
+    released = serializers.BooleanField()
+    instance_id = serializers.CharField()
+    outcome = serializers.CharField(help_text="What the breaker recorded: success, failure, rate_limited, ...")
+    breaker_event = serializers.CharField(allow_null=True)
 
 
 class NoInstanceSerializer(serializers.Serializer):
@@ -89,10 +132,12 @@ class InstanceLoadSerializer(serializers.Serializer):
     provider_type = serializers.CharField()
     model_name = serializers.CharField()
     status = serializers.CharField()
-    current_load = serializers.IntegerField(help_text="In-flight requests the instance last reported (registry).")
-    in_flight = serializers.IntegerField(help_text="Requests the gateway holds leases for, fleet-wide (shared state).")
+    current_load = serializers.IntegerField(help_text="The same as in_flight: the one load signal (README, Load).")
+    in_flight = serializers.IntegerField(
+        help_text="Live leases fleet-wide: gateway requests, select-instance leases and reported load."
+    )
     max_concurrent_requests = serializers.IntegerField()
-    utilization = serializers.FloatField(help_text="max(current_load, in_flight) / max_concurrent_requests.")
+    utilization = serializers.FloatField(help_text="in_flight / max_concurrent_requests.")
     latency_ms = serializers.FloatField(allow_null=True, help_text="Peak-EWMA latency estimate.")
     success_rate = serializers.FloatField(allow_null=True, help_text="Over the breaker's sliding window.")
     rate_limited = serializers.BooleanField()

@@ -24,15 +24,19 @@ from gateway.api.serializers import (
     LoadBalancerMetricsSerializer,
     LoadBalancerUtilizationSerializer,
     NoInstanceSerializer,
+    ReleaseResultSerializer,
+    ReleaseSerializer,
     SelectInstanceSerializer,
     SelectionResultSerializer,
     WindowQuerySerializer,
 )
+from gateway.leases import lease_release, lease_take
 from gateway.routing import NoEligibleInstance, Route, Router
 from instances.api.serializers import InstanceSerializer
 from instances.balancer.candidates import Candidate
 from instances.balancer.strategies import UnknownStrategy
 from instances.models import AIInstance
+from instances.selectors import instance_get
 from ishchat.api import page_response, page_schema
 
 
@@ -56,20 +60,25 @@ class SelectInstanceView(APIView):
     )
     def post(self, request: Request) -> Response:
         started = time.perf_counter()
-        body = SelectInstanceSerializer(data=request.data)
-        body.is_valid(raise_exception=True)
-        data = body.validated_data
+        query = SelectInstanceSerializer(data=request.data)
+        query.is_valid(raise_exception=True)
+        data = query.validated_data
         route = Route(data.get("provider_type"), data["model_name"])
+        select = {
+            "strategy": data.get("strategy"),
+            "min_health_score": data.get("min_health_score"),
+            "session_id": data.get("session_id") or request.headers.get("X-Session-ID") or None,
+            "group_id": data.get("group_id"),
+            "region": data.get("region"),
+            "exclude": frozenset(str(value) for value in data.get("exclude", [])),
+        }
+        leased = None
         try:
-            routed = Router().select(
-                route,
-                strategy=data.get("strategy"),
-                min_health_score=data.get("min_health_score"),
-                session_id=data.get("session_id") or request.headers.get("X-Session-ID") or None,
-                group_id=data.get("group_id"),
-                region=data.get("region"),
-                exclude=frozenset(str(value) for value in data.get("exclude", [])),
-            )
+            if data["lease"]:
+                leased = lease_take(Router(), route, ttl_seconds=data.get("lease_ttl_seconds"), **select)
+                routed = leased.routed
+            else:
+                routed = Router().select(route, **select)
         except UnknownStrategy as exc:
             raise ValidationError({"strategy": [str(exc)]}) from exc
         except NoEligibleInstance as exc:
@@ -80,17 +89,34 @@ class SelectInstanceView(APIView):
         elapsed_ms = (time.perf_counter() - started) * 1000
         selection = routed.selection
         instance = AIInstance.objects.select_related("group").get(pk=routed.instance.pk)
-        return Response(
-            {
-                "selected_instance": InstanceSerializer(instance).data,
-                "selection_reason": selection.reason,
-                "strategy": selection.strategy,
-                "alternative_instances": [_alternative(c) for c in selection.alternatives],
-                "eligible_instances": selection.eligible_count,
-                "total_healthy_instances": selection.healthy_count,
-                "load_balancing_time_ms": round(elapsed_ms, 3),
-            }
-        )
+        body: dict[str, object] = {
+            "selected_instance": InstanceSerializer(instance).data,
+            "selection_reason": selection.reason,
+            "strategy": selection.strategy,
+            "alternative_instances": [_alternative(c) for c in selection.alternatives],
+            "eligible_instances": selection.eligible_count,
+            "total_healthy_instances": selection.healthy_count,
+            "load_balancing_time_ms": round(elapsed_ms, 3),
+        }
+        if leased is not None:
+            body |= {"lease_id": leased.lease_id, "lease_ttl_seconds": leased.ttl_seconds}
+        return Response(body)
+
+
+class ReleaseView(APIView):
+    @extend_schema(
+        request=ReleaseSerializer,
+        responses={200: ReleaseResultSerializer},
+        operation_id="instance_release",
+        description="Give back a select-instance lease with the call's outcome: it feeds the breaker, "
+        "the latency estimate and the token limit as a gateway request does. 409 when the lease "
+        "expired or was already released.",
+    )
+    def post(self, request: Request, instance_id: str) -> Response:
+        instance = instance_get(instance_id)
+        body = ReleaseSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        return Response(lease_release(instance=instance, **body.validated_data))
 
 
 def _query(serializer_class: type[serializers.Serializer], request: Request) -> dict:
