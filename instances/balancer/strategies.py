@@ -58,6 +58,9 @@ Strategy = Callable[[Sequence[Candidate], StrategyContext], Choice]
 
 # A latency below this counts as this, so ratios stay finite.
 _LATENCY_FLOOR_MS = 1.0
+# health_based: candidates scoring within this of the best are near-equal (the least utilised wins).
+HEALTH_SPREAD = 0.05
+_EPSILON = 1e-9  # float noise in score comparisons
 
 
 def round_robin(candidates: Sequence[Candidate], ctx: StrategyContext) -> Choice:
@@ -162,7 +165,7 @@ def random_choice(candidates: Sequence[Candidate], ctx: StrategyContext) -> Choi
 
 
 def health_based(candidates: Sequence[Candidate], ctx: StrategyContext) -> Choice:
-    """Highest score, ties at random:
+    """The best score, spread among near-equals:
 
         score = 0.4 * health + 0.3 * success + 0.2 * speed + 0.1 * (1 - utilisation)
 
@@ -172,6 +175,12 @@ def health_based(candidates: Sequence[Candidate], ctx: StrategyContext) -> Choic
     health or success value takes the mean of the known ones (1 when none is
     known), an unknown latency the mean known latency: missing data neither
     helps nor hurts.
+
+    Candidates scoring within HEALTH_SPREAD (0.05) of the best are near-equal:
+    among them the least utilised wins, ties at random. So a few milliseconds
+    of latency or a point of health do not send every request to one instance,
+    while an instance clearly worse (by more than the band) gets none while a
+    near-best one has room.
     """
     health = _filled({c.instance_id: c.health_score for c in candidates})
     success = _filled({c.instance_id: c.success_rate for c in candidates})
@@ -186,14 +195,28 @@ def health_based(candidates: Sequence[Candidate], ctx: StrategyContext) -> Choic
         iid = c.instance_id
         return 0.4 * health[iid] + 0.3 * success[iid] + 0.2 * speed[iid] + 0.1 * headroom(c)
 
-    ranked = _ranked(candidates, ctx, key=lambda c: (-score(c),))
+    scores = {c.instance_id: score(c) for c in candidates}
+    best = max(scores.values())
+    near = {iid for iid, value in scores.items() if value >= best - HEALTH_SPREAD - _EPSILON}
+
+    def rank(c: Candidate) -> tuple[float, ...]:
+        if c.instance_id in near:
+            return (0.0, min(c.utilization, 1.0))
+        return (1.0, -scores[c.instance_id])
+
+    ranked = _ranked(candidates, ctx, key=rank)
     selected, alternatives = ranked[0], tuple(ranked[1:])
     iid = selected.instance_id
+    spread = (
+        f"; {len(near)} within {HEALTH_SPREAD:g} of the best {best:.3f}: the least utilised, ties at random"
+        if len(near) > 1
+        else ""
+    )
     reason = (
-        f"health_based: {selected.label} scores {score(selected):.3f} = 0.4 x {health[iid]:.2f} health"
+        f"health_based: {selected.label} scores {scores[iid]:.3f} = 0.4 x {health[iid]:.2f} health"
         f" + 0.3 x {success[iid]:.2f} success + 0.2 x {speed[iid]:.2f} speed"
-        f" + 0.1 x {headroom(selected):.2f} headroom"
-        f"{_others(alternatives, len(candidates), lambda c: f'{c.label} {score(c):.3f}')}"
+        f" + 0.1 x {headroom(selected):.2f} headroom{spread}"
+        f"{_others(alternatives, len(candidates), lambda c: f'{c.label} {scores[c.instance_id]:.3f}')}"
     )
     return Choice(selected, reason, alternatives)
 

@@ -195,8 +195,30 @@ def test_health_based_treats_missing_values_as_neutral() -> None:
     # Same score with the means filled in: ties split at random.
     counts = Counter(picks("health_based", [known, unknown], 2000))
     assert set(counts) == {"known", "unknown"}
-    better = Candidate("better", health_score=0.9, success_rate=0.9, latency_ewma_ms=100)
+    better = Candidate("better", health_score=1.0, success_rate=1.0, latency_ewma_ms=100)  # 0.11 ahead
     assert set(picks("health_based", [known, unknown, better], 50)) == {"better"}
+
+
+def test_health_based_spreads_among_near_equal_scores() -> None:
+    # Live-tried: three healthy instances a few ms apart got 26 of 30 requests on one.
+    fast = Candidate("fast", health_score=1.0, success_rate=1.0, latency_ewma_ms=20)
+    close = Candidate("close", health_score=1.0, success_rate=1.0, latency_ewma_ms=22)  # 0.018 behind
+    also = Candidate("also", health_score=0.95, success_rate=1.0, latency_ewma_ms=21)  # 0.03 behind
+    slow = Candidate("slow", health_score=1.0, success_rate=1.0, latency_ewma_ms=40)  # 0.1 behind: out of the band
+
+    counts = Counter(picks("health_based", [fast, close, also, slow], 3000))
+
+    assert set(counts) == {"fast", "close", "also"}
+    assert all(800 <= counts[name] <= 1200 for name in ("fast", "close", "also")), counts
+    choice = health_based([fast, close, also, slow], context())
+    assert "3 within 0.05 of the best 1.000: the least utilised, ties at random" in choice.reason
+
+
+def test_health_based_sends_the_next_request_to_the_least_utilised_near_equal() -> None:
+    busy = Candidate("busy", health_score=1.0, success_rate=1.0, latency_ewma_ms=20, in_flight=4, max_concurrent=10)
+    idle = Candidate("idle", health_score=1.0, success_rate=1.0, latency_ewma_ms=21, in_flight=1, max_concurrent=10)
+
+    assert set(picks("health_based", [busy, idle], 50)) == {"idle"}
 
 
 # --- power of two choices ------------------------------------------------------------
