@@ -306,12 +306,18 @@ def _decision_context(decision: dict[str, Any] | None) -> dict[str, Any]:
     return {"decision": decision, "forecast_chart": chart, "forecast": forecast}
 
 
+def _policy_warnings(group: Any) -> list[str]:
+    services = _scaling_services()
+    return services.group_policy_warnings(group) if services is not None else []
+
+
 def _group_context(request: HtmxHttpRequest, group_id: str) -> dict[str, Any]:
     group = sel.group_row(group_id)
     return {
         "group": group,
         "events": sel.group_events(group),
         "scaling_available": _scaling_services() is not None,
+        "policy_warnings": _policy_warnings(group),
         "section": "groups",
         **_decision_context(group.last_decision),
     }

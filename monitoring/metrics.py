@@ -154,13 +154,20 @@ def health_check_samples(checks: QuerySet[Any]) -> dict[Key, float]:
 
 
 def scaling_event_samples(events: QuerySet[Any]) -> dict[Key, float]:
-    """scaling_events_total{provider_type,direction,reason}: reason is the event's trigger
-    (the free-text reason would make one series per event)."""
-    rows = events.values("group__provider_type", "direction", "trigger").annotate(n=Count("id")).order_by()
+    """scaling_events_total{provider_type,direction,reason,status}: reason is the event's trigger
+    (the free-text reason would make one series per event); status tells actions (pending,
+    in_progress, completed, failed, cancelled) from the records of actions a cooldown held back
+    (skipped, at most one per cooldown period): count acted events with status!="skipped"."""
+    rows = events.values("group__provider_type", "direction", "trigger", "status").annotate(n=Count("id")).order_by()
     return {
         (
             f"{PREFIX}scaling_events_total",
-            _labels(provider_type=row["group__provider_type"], direction=row["direction"], reason=row["trigger"]),
+            _labels(
+                provider_type=row["group__provider_type"],
+                direction=row["direction"],
+                reason=row["trigger"],
+                status=row["status"],
+            ),
         ): float(row["n"])
         for row in rows
     }
@@ -274,7 +281,10 @@ COUNTERS = {
     "tokens_total": ("Tokens of proxied requests (kind: prompt or completion).", [*MODEL, "instance_id", "kind"]),
     "estimated_cost_total": ("Estimated cost of the tokens at today's prices (pricing.<model>).", MODEL),
     "health_checks_total": ("Health checks run, by type and result.", ["check_type", "status"]),
-    "scaling_events_total": ("Scaling events, by direction and trigger.", ["provider_type", "direction", "reason"]),
+    "scaling_events_total": (
+        "Scaling events, by direction, trigger and status (skipped: held back by a cooldown, not an action).",
+        ["provider_type", "direction", "reason", "status"],
+    ),
 }
 INSTANCE_LABELS = ["instance_id", "instance_name", "provider_type", "model_name"]
 GAUGES = {

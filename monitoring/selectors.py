@@ -54,6 +54,7 @@ def report_data(*, start: datetime, end: datetime) -> dict[str, Any]:
     A fixed number of queries whatever the window holds."""
     from alerts.models import Alert
     from instances.models import AIInstance, HealthCheck, RequestLog
+    from scaling.choices import ScalingEventStatus
     from scaling.models import ScalingEvent
 
     window = RequestLog.objects.filter(created_at__gte=start, created_at__lt=end)
@@ -95,6 +96,7 @@ def report_data(*, start: datetime, end: datetime) -> dict[str, Any]:
     )
     scaling = list(
         ScalingEvent.objects.filter(created_at__gte=start, created_at__lt=end)
+        .exclude(status=ScalingEventStatus.SKIPPED)  # actions only: a cooldown's record is not one
         .values("group__provider_type", "direction")
         .annotate(n=Count("id"))
         .order_by()

@@ -97,6 +97,7 @@ class ProviderGroupAdmin(admin.ModelAdmin):
     search_fields = ("group_name", "model_name", "description")
     actions = ("evaluate_dry_run", "evaluate_now", "resume_automation")
     readonly_fields = (
+        "policy_warnings",
         "desired_instances",
         "paused_until",
         "last_decision",
@@ -121,6 +122,7 @@ class ProviderGroupAdmin(admin.ModelAdmin):
                     ("predictive_mode", "instance_capacity_rpm", "forecast_horizon_seconds"),
                     "schedules",
                     "paused_until",
+                    "policy_warnings",
                 )
             },
         ),
@@ -156,6 +158,14 @@ class ProviderGroupAdmin(admin.ModelAdmin):
             self.message_user(request, exc.message, messages.ERROR)
             return
         obj.pk = saved.pk
+        for warning in services.group_policy_warnings(saved):
+            self.message_user(request, f"Warning: {warning}", messages.WARNING)
+
+    @admin.display(description="policy warnings")
+    def policy_warnings(self, obj: ProviderGroup) -> str:
+        if obj.pk is None:
+            return "-"
+        return "; ".join(services.group_policy_warnings(obj)) or "none"
 
     @admin.display(description="active instances", ordering="active_count")
     def active_instances(self, obj: ProviderGroup) -> str:

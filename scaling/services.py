@@ -19,7 +19,8 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, IntegrityError, connections, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from ishchat.errors import ConflictError
@@ -41,6 +42,7 @@ from scaling.engine import (
     decide,
     decide_manual,
 )
+from scaling.engine.decision import MISSING_BLOCK_SECONDS
 from scaling.engine.policy import parse_moment
 from scaling.metrics import metric_window
 from scaling.models import ProviderGroup, ScalingEvent
@@ -131,6 +133,27 @@ def retry_delay(attempts: int) -> timedelta:
 
 def policy_of(group: ProviderGroup) -> ScalingPolicy:
     return ScalingPolicy.from_dict({name: getattr(group, name) for name in POLICY_FIELDS})
+
+
+def group_policy_warnings(group: ProviderGroup) -> list[str]:
+    """Valid but probably unintended settings of the group's policy (ScalingPolicy.warnings), and
+    triggers whose metric the group's provider type cannot publish. Shown by the API, the admin and
+    the dashboard; none of them stops the policy from being saved."""
+    from instances.providers.registry import adapter_for
+
+    try:
+        notes = policy_of(group).warnings()
+    except (TypeError, ValueError):
+        return []  # an invalid policy: its errors say more (_policy_errors)
+    if (group.triggers or {}).get("queue_length") is not None and not adapter_for(
+        group.provider_type
+    ).publishes_queue_metrics:
+        notes.append(
+            f"triggers.queue_length: {group.provider_type} instances publish no queue length (only vLLM-style "
+            f"openai_compatible servers do), so this trigger never has data; after "
+            f"{MISSING_BLOCK_SECONDS // 60} minutes without it, it stops blocking scale-down"
+        )
+    return notes
 
 
 def _field_of(problem: str) -> str:
@@ -345,6 +368,17 @@ def _recommendations(group: ProviderGroup) -> list[tuple[datetime, int]]:
     return kept
 
 
+def _missing_since(group: ProviderGroup) -> dict[str, datetime]:
+    """Since when each trigger's metric has been missing, carried over from the last decision."""
+    kept = {}
+    for name, moment in ((group.last_decision or {}).get("missing_since") or {}).items():
+        try:
+            kept[str(name)] = parse_moment(moment)
+        except (TypeError, ValueError):
+            continue
+    return kept
+
+
 def _state(group: ProviderGroup, counts: dict[str, int], now: datetime) -> GroupState:
     """Serving instances are active; ``starting`` ones count as capacity. For webhook and kubernetes,
     replicas asked for in the last startup_grace_seconds that have not registered yet count as
@@ -362,6 +396,7 @@ def _state(group: ProviderGroup, counts: dict[str, int], now: datetime) -> Group
         last_scale_down_at=group.last_scale_down_at,
         paused_until=group.paused_until,
         recent_recommendations=_recommendations(group),
+        missing_since=_missing_since(group),
     )
 
 
@@ -382,6 +417,19 @@ def _event_record(
             raise
         return None
     return event
+
+
+def _held_since_last_action(group: ProviderGroup, decision: Decision) -> ScalingEvent | None:
+    """The skipped event already recorded for this direction since the group's last action: a
+    cooldown holds the same action back at every evaluation until it ends, and one record of it
+    is enough (the group's last_decision shows every evaluation)."""
+    last_action = ScalingEvent.objects.filter(group=group).exclude(status=ScalingEventStatus.SKIPPED).order_by("-pk")
+    return (
+        ScalingEvent.objects.filter(group=group, status=ScalingEventStatus.SKIPPED, direction=decision.direction,
+                                    pk__gt=Coalesce(Subquery(last_action.values("pk")[:1]), 0))
+        .order_by("-pk")
+        .first()
+    )
 
 
 def _enqueue_apply(event: ScalingEvent) -> None:
@@ -437,6 +485,8 @@ def _evaluate(group_id: int, *, dry_run: bool, now: datetime) -> dict[str, Any]:
                 outcome = "disabled"
             elif open_event is not None:
                 outcome, event = "waiting", open_event
+            elif not decision.would_act and (held := _held_since_last_action(group, decision)) is not None:
+                outcome, event = "skipped_cooldown", held  # one record per cooldown period, not one per evaluation
             else:
                 status = ScalingEventStatus.PENDING if decision.would_act else ScalingEventStatus.SKIPPED
                 event = _event_record(group, decision, record, status=status)

@@ -146,6 +146,9 @@ class ProviderAdapter(ABC):
 
     provider_type: ClassVar[str]
     default_base_url: ClassVar[str | None]
+    # Whether server_metrics can report a queue (vLLM's num_requests_waiting): the queue-length
+    # scaling trigger has data only for such providers.
+    publishes_queue_metrics: ClassVar[bool] = False
     # False where the provider has no models endpoint: probe with a 1-token chat instead.
     supports_model_listing: ClassVar[bool] = True
 

@@ -77,6 +77,7 @@ def parse_vllm_metrics(text: str) -> tuple[float | None, float | None, float | N
 class OpenAICompatibleAdapter(OpenAIAdapter):
     provider_type = "openai_compatible"
     default_base_url = None  # self-hosted: always configured per instance
+    publishes_queue_metrics = True  # vLLM's /metrics
     # vLLM, Ollama and TGI all take max_tokens; not all know max_completion_tokens.
     max_tokens_field = "max_tokens"
 

@@ -190,6 +190,7 @@ class ProviderGroupSerializer(serializers.ModelSerializer):
     schedules = ScheduleWindowSerializer(many=True, read_only=True)
     backend_settings = serializers.SerializerMethodField()
     last_decision = serializers.SerializerMethodField()
+    policy_warnings = serializers.SerializerMethodField()
     total_instances = serializers.IntegerField(read_only=True, help_text="Registered instances in the group.")
     active_instances = serializers.IntegerField(read_only=True, help_text="Serving: healthy or degraded.")
     starting_instances = serializers.IntegerField(read_only=True)
@@ -212,6 +213,7 @@ class ProviderGroupSerializer(serializers.ModelSerializer):
             *selectors.MEMBER_COUNTS,
             "auto_scaling_enabled",
             *(name for name in services.POLICY_FIELDS if name not in ("min_instances", "max_instances")),
+            "policy_warnings",
             "backend",
             "backend_settings",
             "paused_until",
@@ -227,6 +229,14 @@ class ProviderGroupSerializer(serializers.ModelSerializer):
     @extend_schema_field(serializers.DictField(help_text="Backend settings; secrets show as secret_set."))
     def get_backend_settings(self, group: ProviderGroup) -> dict[str, Any]:
         return services.public_backend_settings(group)
+
+    @extend_schema_field(
+        serializers.ListField(
+            child=serializers.CharField(), help_text="Valid but probably unintended settings (nothing stops them)."
+        )
+    )
+    def get_policy_warnings(self, group: ProviderGroup) -> list[str]:
+        return services.group_policy_warnings(group)
 
     @extend_schema_field(DecisionRecordSerializer(allow_null=True))
     def get_last_decision(self, group: ProviderGroup) -> dict[str, Any] | None:

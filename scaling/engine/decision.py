@@ -15,7 +15,10 @@ command and the simulator in ``bench/`` all call it, and a stored decision repla
    p95 latency, error rate: r = (metric / target) x active / current.
    queue length: proposal = ceil(waiting / target per instance).
 3. The largest proposal wins. A configured trigger without data blocks a scale-down (it may
-   still be needed), never a scale-up.
+   still be needed), never a scale-up, for MISSING_BLOCK_SECONDS (10 minutes) of missing data in
+   a row; after that it no longer blocks (a metric the provider never publishes, a broken
+   exporter) and the decision says so. ``missing_since`` carries the start of each gap from one
+   evaluation to the next.
 4. Prediction (mode "on") adds a proposal ceil(forecast peak rate / (capacity per instance x
    target)) over the look-ahead horizon; it can only add capacity. "forecast_only" reports what
    it would change and changes nothing.
@@ -52,6 +55,9 @@ from scaling.engine.policy import (
 from scaling.engine.schedule import effective_bounds
 
 DECISION_VERSION = 1
+
+# How long a configured trigger's missing metric blocks a scale-down.
+MISSING_BLOCK_SECONDS = 600
 
 # Guards ceil() against float noise: 10 x 0.66 / 0.6 is 11.000000000000002, not 12.
 _EPSILON = 1e-9
@@ -151,6 +157,7 @@ class Decision:
     schedules_active: tuple[str, ...] = ()
     recommendations: tuple[tuple[datetime, int], ...] = ()
     forecast: ForecastInfo | None = None
+    missing_since: dict[str, datetime] = field(default_factory=dict)
     # The inputs, for replay. Not part of equality: a replayed decision equals the stored one.
     policy: ScalingPolicy | None = field(default=None, compare=False, repr=False)
     window: MetricWindow | None = field(default=None, compare=False, repr=False)
@@ -191,6 +198,7 @@ class Decision:
             "schedules_active": list(self.schedules_active),
             "recommendations": [[to_iso(moment), count] for moment, count in self.recommendations],
             "forecast": None if self.forecast is None else self.forecast.to_dict(),
+            "missing_since": {name: to_iso(moment) for name, moment in self.missing_since.items()},
         }
         if inputs and self.policy is not None and self.window is not None and self.state is not None:
             data["inputs"] = {"policy": self.policy.to_dict(), "window": self.window.to_dict(),
@@ -222,6 +230,7 @@ class Decision:
             schedules_active=tuple(data.get("schedules_active", ())),
             recommendations=tuple((parse_moment(moment), count) for moment, count in data.get("recommendations", ())),
             forecast=None if data.get("forecast") is None else ForecastInfo.from_dict(data["forecast"]),
+            missing_since={name: parse_moment(moment) for name, moment in data.get("missing_since", {}).items()},
             policy=ScalingPolicy.from_dict(inputs["policy"]) if "policy" in inputs else None,
             window=MetricWindow.from_dict(inputs["window"]) if "window" in inputs else None,
             state=GroupState.from_dict(inputs["state"]) if "state" in inputs else None,
@@ -249,6 +258,7 @@ def advance_state(state: GroupState, decision: Decision) -> GroupState:
         last_scale_down_at=decision.evaluated_at if acted_down else state.last_scale_down_at,
         paused_until=state.paused_until,
         recent_recommendations=decision.recommendations,
+        missing_since=decision.missing_since,
     )
 
 
@@ -453,10 +463,16 @@ def decide(policy: ScalingPolicy, window: MetricWindow, state: GroupState, now: 
     if targets.queue_length is not None:
         proposals.append(_queue_proposal(window.queue_length, targets.queue_length, policy, state))
 
-    # 3. The largest proposal wins; a missing metric blocks scale-down.
+    # 3. The largest proposal wins; a missing metric blocks scale-down, for MISSING_BLOCK_SECONDS.
     available = [p for p in proposals if p.proposal is not None]
-    missing = [str(p.trigger) for p in proposals if p.proposal is None]
-    notes: list[str] = []
+    missing_since = {str(p.trigger): state.missing_since.get(str(p.trigger), now)
+                     for p in proposals if p.proposal is None}
+    missing = [name for name, since in missing_since.items()
+               if (now - since).total_seconds() < MISSING_BLOCK_SECONDS]
+    notes: list[str] = [
+        f"{name} has had no data for {(now - since).total_seconds() / 60:.0f} min: it no longer blocks a scale-down"
+        for name, since in missing_since.items() if name not in missing
+    ]
     if available:
         winner = max(available, key=lambda p: (p.proposal, -_TRIGGER_ORDER.index(p.trigger)))
         reactive = winner.proposal
@@ -570,7 +586,8 @@ def decide(policy: ScalingPolicy, window: MetricWindow, state: GroupState, now: 
         skipped_by_cooldown=skipped_by_cooldown, paused=paused, min_instances=low, max_instances=high,
         recommendation=raw, threshold=threshold, clamps=tuple(dict.fromkeys(clamps)), proposals=tuple(proposals),
         metric_values=_metric_values(window, state, forecast_info), schedules_active=tuple(schedules_active),
-        recommendations=recommendations, forecast=forecast_info, policy=policy, window=window, state=state,
+        recommendations=recommendations, forecast=forecast_info, missing_since=missing_since, policy=policy,
+        window=window, state=state,
     )
 
 
@@ -632,5 +649,5 @@ def decide_manual(policy: ScalingPolicy, state: GroupState, desired: int, now: d
         desired=desired, trigger=Trigger.MANUAL, reason=text, would_act=direction != Direction.NONE,
         skipped_by_cooldown=False, paused=False, min_instances=low, max_instances=high, recommendation=desired,
         threshold=None, clamps=(), proposals=(), metric_values={}, schedules_active=tuple(schedules_active),
-        recommendations=tuple(state.recent_recommendations), forecast=None,
+        recommendations=tuple(state.recent_recommendations), forecast=None, missing_since=dict(state.missing_since),
     )

@@ -9,7 +9,7 @@ can build a policy with ``ScalingPolicy.from_dict({name: getattr(group, name) fo
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
@@ -257,6 +257,8 @@ class GroupState:
     last_scale_down_at: datetime | None = None
     paused_until: datetime | None = None
     recent_recommendations: Sequence[tuple[datetime, int]] = ()
+    # trigger name -> since when its metric has been missing, without a break (Decision.missing_since)
+    missing_since: Mapping[str, datetime] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.active < 0 or self.starting < 0:
@@ -264,6 +266,7 @@ class GroupState:
         object.__setattr__(self, "recent_recommendations", tuple(
             (moment, int(count)) for moment, count in self.recent_recommendations
         ))
+        object.__setattr__(self, "missing_since", dict(self.missing_since))
 
     @property
     def current(self) -> int:
@@ -278,6 +281,7 @@ class GroupState:
             "last_scale_down_at": to_iso(self.last_scale_down_at),
             "paused_until": to_iso(self.paused_until),
             "recent_recommendations": [[to_iso(moment), count] for moment, count in self.recent_recommendations],
+            "missing_since": {name: to_iso(moment) for name, moment in self.missing_since.items()},
         }
 
     @classmethod
@@ -291,4 +295,6 @@ class GroupState:
             data["recent_recommendations"] = tuple(
                 (parse_moment(moment), int(count)) for moment, count in data["recent_recommendations"]
             )
+        if "missing_since" in data:
+            data["missing_since"] = {name: parse_moment(moment) for name, moment in data["missing_since"].items()}
         return cls(**data)

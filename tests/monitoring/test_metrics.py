@@ -85,6 +85,9 @@ def test_the_scrape_reports_instances_health_checks_breakers_and_groups(client):
     ScalingEvent.objects.create(
         group=group, direction="up", trigger="utilization", reason="busy", old_count=1, new_count=2, status="completed"
     )
+    ScalingEvent.objects.create(  # a cooldown's record, not an action: its own series
+        group=group, direction="up", trigger="utilization", reason="held", old_count=2, new_count=3, status="skipped"
+    )
     store = get_state_store()
     store._put(
         store._key("brk", str(sick.instance_id)),
@@ -98,16 +101,12 @@ def test_the_scrape_reports_instances_health_checks_breakers_and_groups(client):
     assert value(samples, "instance_manager_instances_total", provider_type="openai", status="unhealthy") == 1
     assert value(samples, "instance_manager_health_checks_total", check_type="basic", status="healthy") == 1
     assert value(samples, "instance_manager_health_checks_total", check_type="latency", status="unhealthy") == 1
-    assert (
-        value(
-            samples,
-            "instance_manager_scaling_events_total",
-            provider_type="openai",
-            direction="up",
-            reason="utilization",
-        )
-        == 1
-    )
+    for status in ("completed", "skipped"):
+        events = value(
+            samples, "instance_manager_scaling_events_total", provider_type="openai", direction="up",
+            reason="utilization", status=status,
+        )  # fmt: skip
+        assert events == 1, status
     labels = {
         "instance_id": str(healthy.instance_id),
         "instance_name": healthy.instance_name,

@@ -384,3 +384,32 @@ def test_listing_events_and_metrics_cost_the_same_queries_for_3_or_30(api_client
             count_queries(api_client, "/api/instances/auto-scaling/metrics"))
 
     assert few == many
+
+
+def test_a_trigger_the_provider_cannot_publish_is_a_warning_in_the_api_admin_and_dashboard(api_client, client):
+    from django.contrib.auth.models import User
+
+    created = api_client.post(
+        "/api/instances/groups",
+        {"group_name": "hosted-queue", "provider_type": "openai", "triggers": {"queue_length": 5}},
+        format="json",
+    )
+    assert created.status_code == 201, created.content
+    warnings = created.json()["policy_warnings"]
+    assert any("triggers.queue_length: openai instances publish no queue length" in w for w in warnings), warnings
+
+    vllm = api_client.post(
+        "/api/instances/groups",
+        {"group_name": "vllm-queue", "provider_type": "openai_compatible", "triggers": {"queue_length": 5}},
+        format="json",
+    )
+    assert not any("queue_length" in w for w in vllm.json()["policy_warnings"])
+
+    User.objects.create_superuser("ops", "ops@example.com", "pw-for-tests-only")
+    client.login(username="ops", password="pw-for-tests-only")
+    group_id = created.json()["id"]
+    page = client.get(f"/dashboard/groups/{group_id}/")
+    assert page.status_code == 200
+    assert "Policy warning: triggers.queue_length" in page.content.decode()
+    admin = client.get(f"/admin/scaling/providergroup/{group_id}/change/")
+    assert "openai instances publish no queue length" in admin.content.decode()

@@ -135,6 +135,29 @@ def test_decision_table(case: Case) -> None:
     assert decision.would_act == (case.direction != Direction.NONE)
 
 
+def test_a_trigger_missing_for_ten_minutes_stops_blocking_a_scale_down_and_says_so() -> None:
+    # A queue-length trigger on a hosted API that never publishes a queue: the recommended policy
+    # with a queue trigger used to hold every scale-down forever.
+    queue = {**TRACKING, "scale_down_stabilization_seconds": 0, "triggers": TriggerTargets(queue_length=10.0)}
+    idle = U(0.1)  # queue_length None
+    first = decide(policy(**queue), idle, S(10), NOW)
+    assert (first.direction, first.missing_since) == (Direction.NONE, {"queue_length": NOW})
+    assert "missing_metrics" in first.clamps
+
+    carried = advance_state(S(10), first)
+    almost = decide(policy(**queue), idle, carried, NOW + timedelta(seconds=590))
+    assert almost.direction == Direction.NONE and almost.missing_since == {"queue_length": NOW}
+
+    later = decide(policy(**queue), idle, advance_state(carried, almost), NOW + timedelta(seconds=600))
+    assert later.direction == Direction.DOWN
+    assert "queue_length has had no data for 10 min: it no longer blocks a scale-down" in later.reason
+    assert replay(json.loads(json.dumps(later.to_dict()))) == later
+
+    data_again = U(0.1, queue_length=0.0)
+    back = decide(policy(**queue), data_again, advance_state(carried, later), NOW + timedelta(seconds=630))
+    assert back.missing_since == {}  # data again: the next gap starts from zero
+
+
 def test_the_reason_says_what_happened_with_the_numbers() -> None:
     decision = decide(policy(max_instances=12), U(0.9), S(10), NOW)
 

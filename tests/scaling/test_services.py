@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from instances.choices import InstanceStatus
 from instances.models import AIInstance, InstanceMetrics
+from instances.selectors import LOAD_STALE_SECONDS
 from ishchat.errors import ConflictError
 from ishchat.locks import lease, lease_acquire
 from ishchat.models import Lease
@@ -160,6 +161,7 @@ def test_a_scale_up_inside_the_cooldown_is_recorded_as_skipped_and_acts_after_it
     group = busy_group(members=2, load=9, scale_up_cooldown=300)
     first = services.group_evaluate(group_id=group.pk, now=now)
     complete(ScalingEvent.objects.get(pk=first["event_id"]))
+    set_load(group, 9, at=now + timedelta(seconds=30))  # the web processes keep publishing it
 
     second = services.group_evaluate(group_id=group.pk, now=now + timedelta(seconds=30))
 
@@ -170,6 +172,7 @@ def test_a_scale_up_inside_the_cooldown_is_recorded_as_skipped_and_acts_after_it
     group.refresh_from_db()
     assert group.last_scale_up_at == now  # a skipped action does not restart the cooldown
     assert group.last_decision["outcome"] == "skipped_cooldown"
+    set_load(group, 9, at=now + timedelta(seconds=301))
 
     third = services.group_evaluate(group_id=group.pk, now=now + timedelta(seconds=301))
 
@@ -177,9 +180,34 @@ def test_a_scale_up_inside_the_cooldown_is_recorded_as_skipped_and_acts_after_it
     assert ScalingEvent.objects.filter(status="pending").count() == 1
 
 
+def test_a_cooldown_stores_one_skipped_record_however_many_evaluations_it_holds(now):
+    group = busy_group(members=2, load=9, scale_up_cooldown=300, max_instances=20)
+    complete(ScalingEvent.objects.get(pk=services.group_evaluate(group_id=group.pk, now=now)["event_id"]))
+
+    held = []
+    for seconds in (30, 60, 90, 120):  # every 30 s evaluation inside the 300 s cooldown
+        set_load(group, 9, at=now + timedelta(seconds=seconds))
+        held.append(services.group_evaluate(group_id=group.pk, now=now + timedelta(seconds=seconds)))
+
+    assert {result["outcome"] for result in held} == {"skipped_cooldown"}
+    assert len({result["event_id"] for result in held}) == 1
+    assert ScalingEvent.objects.filter(status="skipped").count() == 1
+    group.refresh_from_db()
+    assert group.last_decision["evaluated_at"].startswith((now + timedelta(seconds=120)).isoformat()[:19])
+
+    set_load(group, 9, at=now + timedelta(seconds=301))
+    acted = services.group_evaluate(group_id=group.pk, now=now + timedelta(seconds=301))
+    assert acted["outcome"] == "acted"
+    complete(ScalingEvent.objects.get(pk=acted["event_id"]))
+    set_load(group, 9, at=now + timedelta(seconds=331))
+    services.group_evaluate(group_id=group.pk, now=now + timedelta(seconds=331))  # the next cooldown: a new record
+    assert ScalingEvent.objects.filter(status="skipped").count() == 2
+
+
 def test_while_an_action_is_open_evaluations_wait_for_it(now):
     group = busy_group(scale_up_cooldown=0)
     first = services.group_evaluate(group_id=group.pk, now=now)
+    set_load(group, 9, at=now + timedelta(seconds=30))
 
     second = services.group_evaluate(group_id=group.pk, now=now + timedelta(seconds=30))
 
@@ -222,11 +250,12 @@ def test_a_disabled_group_reports_but_does_not_act(now):
 def test_the_stabilization_window_carries_over_between_evaluations(now):
     group = busy_group(members=4, load=5, scale_down_stabilization_seconds=300, scale_down_cooldown=0)
     services.group_evaluate(group_id=group.pk, now=now)  # 4 at 0.5: no change, recommendation 4
-    set_load(group, 1)
+    set_load(group, 1, at=now + timedelta(seconds=60))
 
     result = services.group_evaluate(group_id=group.pk, now=now + timedelta(seconds=60))
 
     assert result["direction"] == "none" and "stabilization" in result["clamps"]
+    set_load(group, 1, at=now + timedelta(seconds=400))
     later = services.group_evaluate(group_id=group.pk, now=now + timedelta(seconds=400))
     assert later["direction"] == "down" and later["outcome"] == "acted"
 
@@ -269,12 +298,14 @@ def test_manual_scaling_pauses_automatic_scaling(now):
     group.refresh_from_db()
     assert group.paused_until == now + timedelta(seconds=600)
     complete(event)
+    set_load(group, 9, at=now + timedelta(seconds=60))
 
     paused = services.group_evaluate(group_id=group.pk, now=now + timedelta(seconds=60))
 
     assert (paused["outcome"], paused["paused"], paused["direction"]) == ("paused", True, "up")
     assert "paused until" in paused["reason"]
     assert ScalingEvent.objects.count() == 1
+    set_load(group, 9, at=now + timedelta(seconds=601))
 
     resumed = services.group_evaluate(group_id=group.pk, now=now + timedelta(seconds=601))
     assert resumed["outcome"] == "acted"
@@ -339,12 +370,24 @@ def test_the_metric_window_reads_load_latency_errors_and_queue(now):
 
 def test_an_idle_window_shows_no_pressure_and_no_queue(now):
     group = make_group()
-    make_member(group)
+    make_member(group, current_load=0)
 
     window = metric_window(group=group, now=now)
 
     assert (window.utilization, window.error_rate, window.p95_ms, window.queue_length, window.request_rate) == (
         0.0, 0.0, 0.0, None, 0.0)
+
+
+def test_a_load_nobody_published_lately_is_missing_not_zero_or_stale(now):
+    group = make_group()
+    make_member(group, current_load=8)  # published now
+
+    assert metric_window(group=group, now=now).utilization == pytest.approx(0.8)
+    # No web process has published for longer than LOAD_STALE_SECONDS: the 8 is stale, not a load.
+    stale = now + timedelta(seconds=LOAD_STALE_SECONDS + 1)
+    assert metric_window(group=group, now=stale).utilization is None
+    set_load(group, 2, at=stale)
+    assert metric_window(group=group, now=stale).utilization == pytest.approx(0.2)
 
 
 def test_the_history_uses_rollups_then_request_logs(now):
