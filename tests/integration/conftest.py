@@ -189,14 +189,14 @@ def _private_broker_url() -> str:
     return urlunsplit(parts._replace(path=f"/{db - 1 if db else 1}"))
 
 
-@pytest.fixture
-def celery_worker(transactional_db: None, tmp_path: Path) -> Iterator[Worker]:
+@contextlib.contextmanager
+def running_worker(tmp_path: Path, **env: str) -> Iterator[Worker]:
     """`celery -A ishchat worker` against this test's database and the configured broker, on a queue of its own
-    (so it never takes a developer's tasks, nor a developer's worker its). Stopped, with its process group,
-    before the database is flushed."""
+    (so it never takes a developer's tasks, nor a developer's worker its), with `env` over child_env's.
+    Stopped, with its process group, at the end of the block."""
     queue = f"integration-{uuid.uuid4().hex[:12]}"
     broker_url = _private_broker_url()
-    extra = {"CELERY_TASK_ALWAYS_EAGER": "false"}
+    extra = {"CELERY_TASK_ALWAYS_EAGER": "false", **env}
     if settings.REDIS_URL:
         extra["CELERY_BROKER_URL"] = broker_url
     command = [
@@ -219,3 +219,10 @@ def celery_worker(transactional_db: None, tmp_path: Path) -> Iterator[Worker]:
 
             with redis.Redis.from_url(broker_url) as client:
                 client.delete(queue, f"_kombu.binding.{queue}")
+
+
+@pytest.fixture
+def celery_worker(transactional_db: None, tmp_path: Path) -> Iterator[Worker]:
+    """A worker (running_worker) for the test, stopped before the database is flushed."""
+    with running_worker(tmp_path) as worker:
+        yield worker
