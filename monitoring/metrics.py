@@ -292,7 +292,10 @@ GAUGES = {
     "instance_status": ("1 for the instance's current status.", [*INSTANCE_LABELS, "status"]),
     "instance_up": ("1 when the instance is healthy or degraded, else 0.", INSTANCE_LABELS),
     "instance_health_score": ("Last health score, 0..1.", INSTANCE_LABELS),
-    "instance_in_flight_requests": ("In-flight requests last reported (raw count).", INSTANCE_LABELS),
+    "instance_in_flight_requests": (
+        "In-flight requests fleet-wide: gateway requests, select-instance leases, reported load.",
+        INSTANCE_LABELS,
+    ),
     "instance_load_ratio": ("In-flight requests / max_concurrent_requests, 0..1.", INSTANCE_LABELS),
     "breaker_state": ("Circuit breaker: 0 closed, 1 half-open, 2 open.", INSTANCE_LABELS),
     "group_instances": ("Active instances in the provider group.", ["group", "provider_type"]),
