@@ -3,101 +3,35 @@
 Run ``python bench/scaling_sim.py`` (``--quick`` for short traces, ``--only daily`` for one trace).
 Tests import ``simulate`` with small traces.
 
-The model, per 10-second tick:
-
-* Demand ``d`` in requests/minute comes from the trace (a clean curve times per-minute noise; the
-  noise is seeded per trace, so every policy sees the same load).
-* An instance serves ``capacity_rpm`` requests/minute at 100 % utilisation. Requests beyond the
-  active instances' capacity wait in a queue; requests waiting longer than ``timeout_s`` fail.
-* Every ``eval_interval_s`` the group is evaluated exactly as the Celery task will do it:
-  ``decide(policy, window, state, now)`` with a ``MetricWindow`` of the last ``window_s`` seconds
-  (mean utilisation, p95, error rate, queue, request rate, per-minute request-rate history) and a
-  ``GroupState``; the decision goes through ``advance_state``. New instances become active after
-  a random start-up delay of 60-130 s; a scale-down cancels starting instances first.
-
-Figures (``RunResult``):
-
-* required(t) = ceil(clean demand / (capacity x target utilisation)) within [min, max]: what the
-  load needs at the policy's own target. ``provisioned_ratio`` = instance-time provisioned
-  (active + starting) / instance-time required.
-* ``deficit_pct``: % of time the provisioned fleet (active + starting, so start-up lag aside)
-  would run above target x (1 + tolerance), i.e. outside the policy's own tolerance band, at the
-  actual (noisy) demand. ``ready_deficit_pct`` counts active instances only (start-up lag
-  included); ``strict_deficit_pct`` has no tolerance; ``saturated_pct`` is time the active
-  instances could not serve the demand at all (requests queued).
-* ``rampup_shortfall``: instance-minutes by which active instances fell short of demand /
-  (capacity x target) while the clean demand was rising (start-up lag included): what
-  prediction is meant to remove. ``rampup_ready_deficit_pct``: % of that rising time the active
-  instances were outside the band.
-* ``reaction_s``: per load increase of the trace, time from the change to the first scale-up
-  acted on ("n/a" when the fleet already had the capacity); ``ready_s``: until active capacity
-  is back inside the band.
+The model and the figures are scaling.engine.simulation's (its docstring); this file holds the
+benchmark's traces and policies and writes the report.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import random
 import sys
 import time
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scaling.engine import (
-    Decision,
-    Direction,
-    GroupState,
-    MetricWindow,
-    ScalingPolicy,
-    TriggerTargets,
-    advance_state,
-    decide,
+from scaling.engine import GroupState, MetricWindow, ScalingPolicy, TriggerTargets, decide
+from scaling.engine.simulation import (
+    DAY,
+    EPOCH,
+    HEADER,
+    PolicySpec,
+    RunResult,
+    SimConfig,
+    Trace,
+    format_row,
+    hpa_reference_policy,
+    simulate,
 )
-
-DAY = 86_400
-EPOCH = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)  # a Monday, midnight UTC
-
-
-@dataclass(frozen=True)
-class SimConfig:
-    tick_s: int = 10
-    eval_interval_s: int = 30
-    window_s: int = 60
-    startup_min_s: float = 60.0
-    startup_max_s: float = 130.0
-    capacity_rpm: float = 120.0
-    base_latency_ms: float = 1500.0
-    timeout_s: float = 60.0
-    seed: int = 7
-
-
-@dataclass(frozen=True)
-class Trace:
-    name: str
-    duration_s: int
-    clean: Callable[[float], float]  # requests/minute at t seconds, without noise
-    noise: float = 0.0  # uniform +-noise per minute
-    changes: tuple[float, ...] = ()  # times of load increases to measure reaction on
-    min_instances: int = 1
-    max_instances: int = 60
-    history_prefix_s: int = 0  # per-minute history available before t = 0 (for the forecast)
-    seed: int = 1
-
-    def noise_factor(self, minute: int) -> float:
-        if not self.noise:
-            return 1.0
-        return 1.0 + random.Random(self.seed * 1_000_003 + minute).uniform(-self.noise, self.noise)
-
-    def demand(self, t: float) -> float:
-        return max(0.0, self.clean(t) * self.noise_factor(math.floor(t / 60)))
-
 
 # --- traces -----------------------------------------------------------------------------------
 
@@ -163,12 +97,6 @@ def all_traces(quick: bool = False) -> list[Trace]:
 
 # --- policies ---------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class PolicySpec:
-    name: str
-    policy: ScalingPolicy | None  # None = static fleet sized for the trace's peak
-
-
 def engine_policy(**overrides: object) -> ScalingPolicy:
     """This engine as a group would be configured: seed thresholds, issue defaults, queue trigger."""
     settings: dict[str, object] = {"target_utilization": 0.6, "scale_up_threshold": 0.8,
@@ -182,24 +110,11 @@ def tuned_policy(**overrides: object) -> ScalingPolicy:
     return engine_policy(scale_down_threshold=0.5, **overrides)
 
 
-def hpa_default_policy(**overrides: object) -> ScalingPolicy:
-    """Kubernetes HPA v2 defaults: no cooldowns, 300 s down-stabilization, +max(100 %, 4) up, -100 % down.
-
-    The thresholds are set where they never bind (scale-up at 100 %, scale-down below target).
-    """
-    settings: dict[str, object] = {
-        "target_utilization": 0.6, "scale_up_threshold": 1.0, "scale_down_threshold": 0.6,
-        "scale_up_cooldown": 0, "scale_down_cooldown": 0, "scale_down_stabilization_seconds": 300,
-        "scale_up_limit_percent": 100.0, "scale_up_limit_instances": 4, "scale_down_limit_percent": 100.0,
-        "triggers": TriggerTargets(queue_length=5.0),
-    }
-    settings.update(overrides)
-    return ScalingPolicy(**settings)  # type: ignore[arg-type]
 
 
 def naive_policy(**overrides: object) -> ScalingPolicy:
     """Proportional only: no cooldown, no stabilization, no step limits."""
-    return hpa_default_policy(scale_down_stabilization_seconds=0, scale_up_limit_instances=1000,
+    return hpa_reference_policy(scale_down_stabilization_seconds=0, scale_up_limit_instances=1000,
                               scale_up_limit_percent=10_000.0, **overrides)
 
 
@@ -207,209 +122,12 @@ def default_specs(capacity_rpm: float) -> list[PolicySpec]:
     return [
         PolicySpec("static (peak)", None),
         PolicySpec("naive proportional", naive_policy()),
-        PolicySpec("hpa-default", hpa_default_policy()),
+        PolicySpec("hpa-default", hpa_reference_policy()),
         PolicySpec("engine seed thresholds", engine_policy()),
         PolicySpec("engine tuned", tuned_policy()),
         PolicySpec("engine tuned, up-cooldown 60s", tuned_policy(scale_up_cooldown=60)),
         PolicySpec("engine tuned + predictive", tuned_policy(predictive_mode="on", instance_capacity_rpm=capacity_rpm)),
     ]
-
-
-# --- the simulation ---------------------------------------------------------------------------
-
-@dataclass
-class RunResult:
-    trace: str
-    policy: str
-    duration_s: int
-    actions: int = 0
-    ups: int = 0
-    downs: int = 0
-    skipped: int = 0
-    reversals: int = 0
-    provisioned_ratio: float = 0.0
-    instance_hours: float = 0.0
-    deficit_pct: float = 0.0
-    ready_deficit_pct: float = 0.0
-    strict_deficit_pct: float = 0.0
-    saturated_pct: float = 0.0
-    failed_pct: float = 0.0
-    rampup_shortfall: float = 0.0
-    rampup_ready_deficit_pct: float = 0.0
-    reaction_s: list[float | None] = field(default_factory=list)
-    ready_s: list[float | None] = field(default_factory=list)
-    decisions: int = 0
-    decide_seconds: float = 0.0
-    events: list[tuple[float, str, int, int, str]] = field(default_factory=list)
-
-
-def _required(trace: Trace, demand: float, config: SimConfig, target: float) -> int:
-    return min(trace.max_instances, max(trace.min_instances, math.ceil(demand / (config.capacity_rpm * target) - 1e-9)))
-
-
-def simulate(trace: Trace, spec: PolicySpec, config: SimConfig = SimConfig(), *, keep_events: bool = False,
-             reference_target: float = 0.6, reference_tolerance: float = 0.1) -> RunResult:
-    """Replay ``trace`` against ``spec``; every evaluation is one ``decide`` call."""
-    rng = random.Random(config.seed)
-    policy = spec.policy
-    if policy is not None:
-        policy = dataclasses.replace(policy, min_instances=trace.min_instances, max_instances=trace.max_instances)
-    target = policy.target_utilization if policy else reference_target
-    tolerance = policy.tolerance if policy else reference_tolerance
-    per_instance_at_target = config.capacity_rpm * target
-    tick = config.tick_s
-    ticks = trace.duration_s // tick
-
-    if policy is None:
-        peak = max(trace.clean(t * tick) for t in range(ticks))
-        active = _required(trace, peak, config, target)
-    else:
-        active = _required(trace, trace.clean(0), config, target)
-    starting: list[float] = []  # times at which starting instances become active
-    state = GroupState(active=active, starting=0, desired=active)
-
-    history: list[float | None] = [
-        trace.demand(-trace.history_prefix_s + 60 * i) for i in range(trace.history_prefix_s // 60)
-    ]
-    window_ticks = max(1, config.window_s // tick)
-    samples: deque[tuple[float | None, float, float, float, float]] = deque(maxlen=window_ticks)
-    minute_arrivals = 0.0
-    backlog = 0.0  # waiting requests (the queue), oldest first is not modelled: only the amount
-    result = RunResult(trace.name, spec.name, trace.duration_s)
-    provisioned_time = required_time = 0.0
-    deficit = ready_deficit = strict_deficit = saturated = rampup_time = rampup_deficit = 0.0
-    arrived_total = failed_total = 0.0
-    last_direction: Direction | None = None
-    reaction: dict[float, float | None] = dict.fromkeys(trace.changes)
-    ready: dict[float, float | None] = dict.fromkeys(trace.changes)
-
-    for step in range(ticks):
-        t = step * tick
-        if starting:
-            came_up = [ready_at for ready_at in starting if ready_at <= t]
-            if came_up:
-                active += len(came_up)
-                starting = [ready_at for ready_at in starting if ready_at > t]
-
-        demand = trace.demand(t)
-        arrivals = demand * tick / 60
-        capacity = active * config.capacity_rpm * tick / 60
-        if active:
-            pending = backlog + arrivals
-            served = min(pending, capacity)
-            backlog = pending - served
-            failed = max(0.0, backlog - active * config.capacity_rpm * config.timeout_s / 60)
-            backlog -= failed
-        else:
-            served, failed, backlog = 0.0, backlog + arrivals, 0.0
-        utilization = served / capacity if capacity else None
-        wait_ms = (backlog / (active * config.capacity_rpm / 60) * 1000) if active else config.timeout_s * 1000
-        latency = config.base_latency_ms * (1 + 0.3 * (utilization or 0.0) ** 4) + wait_ms
-        samples.append((utilization, latency, arrivals, failed, backlog))
-        minute_arrivals += arrivals
-        arrived_total += arrivals
-        failed_total += failed
-        if (step + 1) % (60 // tick) == 0:
-            history.append(minute_arrivals)
-            minute_arrivals = 0.0
-
-        # Figures.
-        provisioned = active + len(starting)
-        clean = trace.clean(t)
-        need = demand / per_instance_at_target
-        provisioned_time += provisioned * tick
-        required_time += _required(trace, clean, config, target) * tick
-        if provisioned * (1 + tolerance) < need:
-            deficit += tick
-        if active * (1 + tolerance) < need:
-            ready_deficit += tick
-        if provisioned < need:
-            strict_deficit += tick
-        if active * config.capacity_rpm < demand:
-            saturated += tick
-        if trace.clean(t + tick) > clean:
-            result.rampup_shortfall += max(0.0, need - active) * tick / 60
-            rampup_time += tick
-            if active * (1 + tolerance) < need:
-                rampup_deficit += tick
-        for change in trace.changes:
-            if t >= change and ready[change] is None and active * (1 + tolerance) >= need:
-                ready[change] = t - change
-
-        # Evaluation, as the periodic task does it.
-        if policy is None or (t + tick) % config.eval_interval_s:
-            continue
-        now = EPOCH + timedelta(seconds=t + tick)
-        state = dataclasses.replace(state, active=active, starting=len(starting))
-        window = _window(samples, history, active, config)
-        started = time.perf_counter()
-        decision = decide(policy, window, state, now)
-        result.decide_seconds += time.perf_counter() - started
-        result.decisions += 1
-        state = advance_state(state, decision)
-        if decision.skipped_by_cooldown:
-            result.skipped += 1
-        if not decision.would_act:
-            continue
-        active, starting = _apply(decision, active, starting, t + tick, rng, config)
-        result.actions += 1
-        if decision.direction == Direction.UP:
-            result.ups += 1
-            for change in trace.changes:
-                if t + tick >= change and reaction[change] is None:
-                    reaction[change] = t + tick - change
-        else:
-            result.downs += 1
-        if last_direction is not None and decision.direction != last_direction:
-            result.reversals += 1
-        last_direction = decision.direction
-        if keep_events:
-            result.events.append((t + tick, str(decision.direction), decision.current, decision.desired,
-                                  decision.reason))
-
-    duration = ticks * tick
-    result.provisioned_ratio = provisioned_time / required_time if required_time else float("nan")
-    result.instance_hours = provisioned_time / 3600
-    result.deficit_pct = 100 * deficit / duration
-    result.ready_deficit_pct = 100 * ready_deficit / duration
-    result.strict_deficit_pct = 100 * strict_deficit / duration
-    result.saturated_pct = 100 * saturated / duration
-    result.failed_pct = 100 * failed_total / arrived_total if arrived_total else 0.0
-    result.rampup_ready_deficit_pct = 100 * rampup_deficit / rampup_time if rampup_time else 0.0
-    result.reaction_s = [reaction[change] for change in trace.changes]
-    result.ready_s = [ready[change] for change in trace.changes]
-    return result
-
-
-def _window(samples: deque, history: list[float | None], active: int, config: SimConfig) -> MetricWindow:
-    utilizations = [u for u, *_ in samples if u is not None]
-    latencies = sorted(latency for _, latency, *_ in samples)
-    arrived = sum(arrivals for _, _, arrivals, _, _ in samples)
-    failed = sum(fail for *_, fail, _ in samples)
-    seconds = len(samples) * config.tick_s
-    return MetricWindow(
-        utilization=sum(utilizations) / len(utilizations) if utilizations and active else None,
-        p95_ms=latencies[min(len(latencies) - 1, math.ceil(0.95 * len(latencies)) - 1)] if latencies else None,
-        error_rate=failed / arrived if arrived else 0.0,
-        queue_length=samples[-1][4] if samples else None,
-        request_rate=arrived * 60 / seconds if seconds else None,
-        request_rate_history=history,
-        window_seconds=seconds,
-    )
-
-
-def _apply(decision: Decision, active: int, starting: list[float], t: float, rng: random.Random,
-           config: SimConfig) -> tuple[int, list[float]]:
-    change = decision.desired - (active + len(starting))
-    if change > 0:
-        starting = starting + [t + rng.uniform(config.startup_min_s, config.startup_max_s) for _ in range(change)]
-    elif change < 0:
-        remove = -change
-        starting = sorted(starting)
-        cancelled = min(remove, len(starting))
-        starting = starting[: len(starting) - cancelled]
-        active -= remove - cancelled
-    return active, starting
 
 
 # --- the 1,000-group timing -------------------------------------------------------------------
@@ -451,30 +169,6 @@ def time_many_groups(groups: int = 1000, predictive_share: float = 0.0, repeats:
 
 
 # --- report -----------------------------------------------------------------------------------
-
-def _reactions(result: RunResult) -> str:
-    if not result.reaction_s:
-        return "-"
-    shown = []
-    for reaction, ready in zip(result.reaction_s, result.ready_s, strict=True):
-        if reaction is None:
-            shown.append("n/a" if ready == 0 else "never")
-        else:
-            shown.append(f"{reaction:.0f}")
-    ready_text = ",".join("never" if ready is None else f"{ready:.0f}" for ready in result.ready_s)
-    return f"{','.join(shown)} | {ready_text}"
-
-
-HEADER = (f"{'policy':<30}{'actions':>8}{'up/down':>9}{'skip':>6}{'revers':>7}{'prov/req':>9}{'inst-h':>8}"
-          f"{'deficit%':>9}{'ready%':>8}{'strict%':>8}{'satur%':>8}{'failed%':>8}{'rampup':>8}  reaction s | ready s")
-
-
-def format_row(result: RunResult) -> str:
-    return (f"{result.policy:<30}{result.actions:>8}{f'{result.ups}/{result.downs}':>9}{result.skipped:>6}"
-            f"{result.reversals:>7}{result.provisioned_ratio:>9.3f}{result.instance_hours:>8.1f}"
-            f"{result.deficit_pct:>9.2f}{result.ready_deficit_pct:>8.2f}{result.strict_deficit_pct:>8.2f}"
-            f"{result.saturated_pct:>8.2f}{result.failed_pct:>8.2f}{result.rampup_shortfall:>8.1f}  "
-            f"{_reactions(result)}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -120,6 +120,12 @@ def _history(group: ProviderGroup, now: datetime, minutes: int) -> list[float | 
     return history
 
 
+def request_rate_history(*, group: ProviderGroup, now: datetime, minutes: int) -> list[float | None]:
+    """The group's requests per complete minute over the last ``minutes``, oldest first (None
+    before any data): what ``manage.py simulate_scaling --history-days`` replays."""
+    return _history(group, now, minutes)
+
+
 def metric_window(*, group: ProviderGroup, now: datetime, window_seconds: int = WINDOW_SECONDS,
                   history_minutes: int | None = None) -> MetricWindow:
     """The group's MetricWindow at ``now``; history only for predictive groups unless asked for."""
@@ -141,4 +147,4 @@ def metric_window(*, group: ProviderGroup, now: datetime, window_seconds: int = 
     )
 
 
-__all__ = ["HISTORY_MINUTES", "WINDOW_SECONDS", "metric_window"]
+__all__ = ["HISTORY_MINUTES", "WINDOW_SECONDS", "metric_window", "request_rate_history"]
