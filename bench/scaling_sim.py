@@ -87,29 +87,58 @@ def spikes_trace(duration_s: int = 3 * 3600) -> Trace:
     return Trace("spikes x2.5", duration_s, clean, noise=0.03, changes=starts, min_instances=2, seed=16)
 
 
+def flash_crowd_trace(duration_s: int = 90 * 60, base: float = 600.0, factor: float = 10.0,
+                      at: float = 1200.0, rise_s: float = 60.0, length_s: float = 1800.0) -> Trace:
+    """A flash crowd: factor x the base load, arriving over rise_s, for length_s, then gone."""
+    def clean(t: float) -> float:
+        if t < at or t >= at + length_s:
+            return base
+        return base * (1 + (factor - 1) * min(1.0, (t - at) / rise_s))
+    # Reaction and readiness are measured from the moment the crowd is complete (rise_s after onset).
+    return Trace(f"flash crowd x{factor:g}", duration_s, clean, noise=0.03, changes=(at + rise_s,), min_instances=2,
+                 max_instances=150, seed=17)
+
+
+def level_shift_trace(duration_s: int = 3600, base: float = 600.0, factor: float = 2.0, at: float = 1200.0) -> Trace:
+    """A permanent step: the load changes level for good."""
+    return Trace(f"level shift x{factor:g}", duration_s, lambda t: base if t < at else base * factor, noise=0.03,
+                 changes=(at,), min_instances=2, seed=18)
+
+
+def square_wave_trace(duration_s: int = 4 * 3600, period_s: float = 900.0, low: float = 400.0,
+                      high: float = 1200.0) -> Trace:
+    """On/off: period_s at the low load, period_s at the high one, and again."""
+    return Trace(f"on/off {period_s / 60:g} min", duration_s, lambda t: high if (t // period_s) % 2 else low,
+                 noise=0.03, min_instances=2, seed=19)
+
+
 def all_traces(quick: bool = False) -> list[Trace]:
     if quick:
         return [flat_trace(3600), step_trace(), ramp_trace(), sine_trace(2 * 3600), spikes_trace(),
-                daily_trace(DAY // 2)]
-    return [flat_trace(), step_trace(), ramp_trace(), sine_trace(), spikes_trace(), daily_trace(),
+                daily_trace(DAY // 2), flash_crowd_trace(), level_shift_trace(), square_wave_trace(2 * 3600)]
+    return [flat_trace(), step_trace(), ramp_trace(), sine_trace(), spikes_trace(), flash_crowd_trace(),
+            level_shift_trace(), square_wave_trace(), daily_trace(),
             daily_trace(history_days=0)]
 
 
 # --- policies ---------------------------------------------------------------------------------
 
 def engine_policy(**overrides: object) -> ScalingPolicy:
-    """This engine as a group would be configured: seed thresholds, issue defaults, queue trigger."""
-    settings: dict[str, object] = {"target_utilization": 0.6, "scale_up_threshold": 0.8,
-                                   "scale_down_threshold": 0.2, "triggers": TriggerTargets(queue_length=5.0)}
+    """This engine with its shipped defaults (ScalingPolicy()) and a queue trigger, as a group created
+    without policy fields and with {"triggers": {"queue_length": 5}} would be."""
+    settings: dict[str, object] = {"triggers": TriggerTargets(queue_length=5.0)}
     settings.update(overrides)
     return ScalingPolicy(**settings)  # type: ignore[arg-type]
 
 
-def tuned_policy(**overrides: object) -> ScalingPolicy:
-    """Target tracking: scale_down_threshold just under target x (1 - tolerance)."""
-    return engine_policy(scale_down_threshold=0.5, **overrides)
+def seed_policy(**overrides: object) -> ScalingPolicy:
+    """The seed's auto-scaling body (scale_up_threshold 0.8, scale_down_threshold 0.2) over the defaults."""
+    return engine_policy(scale_up_threshold=0.8, scale_down_threshold=0.2, **overrides)
 
 
+def before_policy(**overrides: object) -> ScalingPolicy:
+    """The defaults this engine shipped before 2026-12-08: a 300 s scale-up cooldown, scale-down below 0.2."""
+    return engine_policy(scale_up_cooldown=300, scale_down_threshold=0.2, **overrides)
 
 
 def naive_policy(**overrides: object) -> ScalingPolicy:
@@ -123,10 +152,12 @@ def default_specs(capacity_rpm: float) -> list[PolicySpec]:
         PolicySpec("static (peak)", None),
         PolicySpec("naive proportional", naive_policy()),
         PolicySpec("hpa-default", hpa_reference_policy()),
-        PolicySpec("engine seed thresholds", engine_policy()),
-        PolicySpec("engine tuned", tuned_policy()),
-        PolicySpec("engine tuned, up-cooldown 60s", tuned_policy(scale_up_cooldown=60)),
-        PolicySpec("engine tuned + predictive", tuned_policy(predictive_mode="on", instance_capacity_rpm=capacity_rpm)),
+        PolicySpec("engine defaults", engine_policy()),
+        PolicySpec("engine seed thresholds", seed_policy()),
+        PolicySpec(
+            "engine defaults + predictive", engine_policy(predictive_mode="on", instance_capacity_rpm=capacity_rpm)
+        ),
+        PolicySpec("engine, defaults before", before_policy()),
     ]
 
 
@@ -140,7 +171,7 @@ def time_many_groups(groups: int = 1000, predictive_share: float = 0.0, repeats:
     two_days = [daily_clean(60 * i) * rng.uniform(0.95, 1.05) for i in range(2 * 1440)]
     for index in range(groups):
         predictive = index < groups * predictive_share
-        policy = tuned_policy(
+        policy = engine_policy(
             min_instances=rng.randint(1, 3), max_instances=rng.randint(10, 50),
             triggers=TriggerTargets(response_time_p95_ms=4000.0, error_rate=0.05, queue_length=5.0),
             predictive_mode="on" if predictive else "off", instance_capacity_rpm=120.0 if predictive else None,
@@ -201,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-ENGINE_POLICIES = ("engine seed thresholds", "engine tuned", "engine tuned + predictive")
+ENGINE_POLICIES = ("engine defaults", "engine seed thresholds", "engine defaults + predictive")
 
 
 def check_targets(results: dict[tuple[str, str], RunResult], timings: dict[float, float],
@@ -232,8 +263,8 @@ def check_targets(results: dict[tuple[str, str], RunResult], timings: dict[float
             ok = result.provisioned_ratio <= 1.25 and result.deficit_pct <= 1.0
             lines.append(f"{verdict(ok)} daily cycle provisioned/required <= 1.25 with deficit <= 1 %, {name}: "
                          f"{result.provisioned_ratio:.3f}, {result.deficit_pct:.2f} %")
-        reactive = results[(daily, "engine tuned")]
-        predictive = results[(daily, "engine tuned + predictive")]
+        reactive = results[(daily, "engine defaults")]
+        predictive = results[(daily, "engine defaults + predictive")]
         cut = 1 - predictive.rampup_shortfall / reactive.rampup_shortfall if reactive.rampup_shortfall else 0.0
         extra = predictive.instance_hours / reactive.instance_hours - 1
         lines.append(f"{verdict(cut >= 0.5 and extra <= 0.05)} prediction cuts the daily ramp-up shortfall by "
@@ -242,6 +273,32 @@ def check_targets(results: dict[tuple[str, str], RunResult], timings: dict[float
                      f"outside the band {reactive.rampup_ready_deficit_pct:.2f} -> "
                      f"{predictive.rampup_ready_deficit_pct:.2f} %), instance-hours {reactive.instance_hours:.1f} -> "
                      f"{predictive.instance_hours:.1f} ({100 * extra:+.1f} %)")
+    if daily:
+        result = results[(daily, "engine defaults")]
+        ok = result.provisioned_ratio <= 1.10 and result.deficit_pct <= 2.0
+        lines.append(f"{verdict(ok)} daily cycle provisioned/required <= 1.10 with deficit <= 2 %, engine defaults: "
+                     f"{result.provisioned_ratio:.3f}, {result.deficit_pct:.2f} %")
+    crowd = next((trace for trace in traces if trace.startswith("flash crowd")), None)
+    shift = next((trace for trace in traces if trace.startswith("level shift")), None)
+    wave = next((trace for trace in traces if trace.startswith("on/off")), None)
+    for name in ("engine defaults", "engine seed thresholds", "engine, defaults before", "hpa-default"):
+        if crowd:
+            result = results[(crowd, name)]
+            (ready,) = result.ready_s
+            from_onset = None if ready is None else ready + 60
+            lines.append(f"{verdict(result.failed_pct <= 5.0)} 10x flash crowd: <= 5 % of requests fail, {name}: "
+                         f"{result.failed_pct:.2f} %")
+            lines.append(f"{verdict(from_onset is not None and from_onset <= 300)} 10x flash crowd: capacity in band "
+                         f"<= 300 s after onset, {name}: {from_onset} s")
+        if shift:
+            (ready,) = results[(shift, name)].ready_s
+            lines.append(f"{verdict(ready is not None and ready <= 180)} permanent x2: back in band <= 180 s, "
+                         f"{name}: {ready} s")
+        if wave:
+            result = results[(wave, name)]
+            ok = result.flaps <= 2 and result.failed_pct <= 2.0
+            lines.append(f"{verdict(ok)} 15-min on/off wave: <= 2 flaps and <= 2 % failed, {name}: "
+                         f"{result.flaps} flaps, {result.failed_pct:.2f} %")
     for share, seconds in timings.items():
         lines.append(f"{verdict(seconds < 1.0)} 1,000 groups evaluated in < 1 s, {share:.0%} predictive: "
                      f"{seconds * 1000:.0f} ms")

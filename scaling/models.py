@@ -28,11 +28,13 @@ class ProviderGroup(models.Model):
 
     auto_scaling_enabled = models.BooleanField(default=False)
     scale_up_threshold = models.FloatField(default=0.8, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
+    # Target tracking: just under target_utilization x (1 - tolerance), 0.6 x 0.9 (bench/README.md, "Auto-scaling").
     scale_down_threshold = models.FloatField(
-        default=0.2, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
+        default=0.54, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
     )
     target_utilization = models.FloatField(default=0.6, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)])
-    scale_up_cooldown = models.PositiveIntegerField(default=300, help_text="Seconds.")
+    # 0: scale-ups are paced by the step limit and by counting starting instances as capacity.
+    scale_up_cooldown = models.PositiveIntegerField(default=0, help_text="Seconds.")
     scale_down_cooldown = models.PositiveIntegerField(default=600, help_text="Seconds.")
     scale_down_stabilization_seconds = models.PositiveIntegerField(default=300)
     # HPA's tolerance and per-step limits (scaling.engine.ScalingPolicy has the same names).

@@ -116,9 +116,9 @@ class ScalingPolicy:
     max_instances: int = 10
     target_utilization: float = 0.6
     scale_up_threshold: float = 0.8
-    scale_down_threshold: float = 0.2
+    scale_down_threshold: float = 0.54  # target x (1 - tolerance): target tracking
     tolerance: float = 0.1
-    scale_up_cooldown: int = 300
+    scale_up_cooldown: int = 0  # paced by the step limit and by starting instances counted as capacity
     scale_down_cooldown: int = 600
     scale_down_stabilization_seconds: int = 300
     # One step may add max(current x percent, instances) and remove current x percent (at least 1).

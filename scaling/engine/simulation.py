@@ -34,7 +34,7 @@ Figures (``RunResult``):
   is back inside the band.
 
 
-* ``flaps``: a scale-up followed by a scale-down within FLAP_SECONDS (10 minutes).
+* ``flaps``: a scale-up followed by a scale-down less than FLAP_SECONDS (10 minutes) later.
 """
 
 from __future__ import annotations
@@ -317,7 +317,7 @@ def simulate(trace: Trace, spec: PolicySpec, config: SimConfig = SimConfig(), *,
                     reaction[change] = t + tick - change
         else:
             result.downs += 1
-            if last_up_at is not None and t + tick - last_up_at <= FLAP_SECONDS:
+            if last_up_at is not None and t + tick - last_up_at < FLAP_SECONDS:
                 result.flaps += 1
                 last_up_at = None
         if last_direction is not None and decision.direction != last_direction:

@@ -53,9 +53,9 @@ def test_the_seed_body_creates_a_group(api_client):
     assert (body["group_name"], body["provider_type"], body["auto_scaling_enabled"]) == (
         "zai-production", "zai", True)
     assert (body["min_instances"], body["desired_instances"], body["max_instances"]) == (2, 2, 10)
-    assert (body["scale_up_threshold"], body["scale_down_threshold"], body["target_utilization"]) == (0.8, 0.2, 0.6)
+    assert (body["scale_up_threshold"], body["scale_down_threshold"], body["target_utilization"]) == (0.8, 0.54, 0.6)
     assert (body["scale_up_cooldown"], body["scale_down_cooldown"], body["scale_down_stabilization_seconds"]) == (
-        300, 600, 300)
+        0, 600, 300)
     assert (body["active_instances"], body["standby_instances"], body["total_instances"]) == (0, 0, 0)
     assert body["backend"] == "pool" and body["backend_settings"] == {"drain_timeout_seconds": 120}
     assert body["last_decision"] is None and body["paused_until"] is None

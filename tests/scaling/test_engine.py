@@ -80,7 +80,7 @@ CASES = [
     Case("scale_up_threshold forces +1 inside the tolerance", U(0.8), S(10), 11, Direction.UP,
          {"target_utilization": 0.75}, clamps=("scale_up_threshold",)),
     Case("above scale_down_threshold the fleet is kept", U(0.3), S(10), 10, Direction.NONE,
-         clamps=("scale_down_threshold",)),
+         {"scale_down_threshold": 0.2}, clamps=("scale_down_threshold",)),
     Case("below scale_down_threshold it shrinks, -50 % per step", U(0.15), S(10), 5, Direction.DOWN,
          clamps=("step_limit_down",)),
     Case("target tracking shrinks proportionally", U(0.45), S(10), 8, Direction.DOWN, TRACKING),
@@ -183,8 +183,11 @@ def test_each_trigger_reports_metric_target_and_proposal() -> None:
 
 # --- cooldowns, with a mocked clock -------------------------------------------------------------
 
+UP_COOLDOWN = {"scale_up_cooldown": 300}  # the shipped default is 0: a cooldown is the operator's choice
+
+
 def test_a_scale_up_inside_the_cooldown_is_reported_as_skipped_with_what_it_would_do() -> None:
-    decision = decide(policy(), U(0.9), S(10, last_scale_up_at=seconds_ago(120)), NOW)
+    decision = decide(policy(**UP_COOLDOWN), U(0.9), S(10, last_scale_up_at=seconds_ago(120)), NOW)
 
     assert decision.skipped_by_cooldown and not decision.would_act
     assert (decision.direction, decision.current, decision.desired) == (Direction.UP, 10, 15)
@@ -194,7 +197,7 @@ def test_a_scale_up_inside_the_cooldown_is_reported_as_skipped_with_what_it_woul
 
 
 def test_a_scale_up_acts_once_the_cooldown_has_passed() -> None:
-    decision = decide(policy(), U(0.9), S(10, last_scale_up_at=seconds_ago(300)), NOW)
+    decision = decide(policy(**UP_COOLDOWN), U(0.9), S(10, last_scale_up_at=seconds_ago(300)), NOW)
 
     assert decision.would_act and not decision.skipped_by_cooldown
     assert decision.new_count == 15
@@ -223,7 +226,7 @@ def test_no_scale_down_within_the_scale_down_cooldown_of_a_scale_down() -> None:
 
 
 def test_below_min_scales_up_to_min_even_in_the_cooldown_and_says_so() -> None:
-    decision = decide(policy(min_instances=4), U(0.9), S(2, last_scale_up_at=seconds_ago(10)), NOW)
+    decision = decide(policy(min_instances=4, **UP_COOLDOWN), U(0.9), S(2, last_scale_up_at=seconds_ago(10)), NOW)
 
     assert decision.would_act and not decision.skipped_by_cooldown
     assert (decision.desired, decision.trigger) == (4, Trigger.BOUNDS)
@@ -240,7 +243,7 @@ def test_above_max_scales_down_to_max_even_in_the_cooldown() -> None:
 
 
 def test_over_a_mocked_clock_scale_ups_are_at_least_a_cooldown_apart() -> None:
-    p = policy(max_instances=200)
+    p = policy(max_instances=200, **UP_COOLDOWN)
     state, acted_at = S(4), []
     for tick in range(40):  # 20 minutes, evaluated every 30 s, load always above target
         now = NOW + timedelta(seconds=30 * tick)
@@ -482,7 +485,8 @@ def test_the_issue_defaults_are_a_valid_policy() -> None:
     p = ScalingPolicy()
 
     assert p.errors() == [] and p.warnings() == []
-    assert (p.scale_up_cooldown, p.scale_down_cooldown, p.scale_down_stabilization_seconds) == (300, 600, 300)
+    assert (p.scale_up_cooldown, p.scale_down_cooldown, p.scale_down_stabilization_seconds) == (0, 600, 300)
+    assert p.scale_down_threshold == pytest.approx(p.target_utilization * (1 - p.tolerance))  # target tracking
     assert p.tolerance == 0.1
 
 

@@ -58,7 +58,7 @@ def test_a_group_takes_the_configured_defaults_and_starts_at_min():
 
     assert (group.min_instances, group.desired_instances, group.max_instances) == (2, 2, 10)
     assert (group.scale_up_cooldown, group.scale_down_cooldown, group.scale_down_stabilization_seconds) == (
-        300, 600, 300)
+        0, 600, 300)
     assert group.backend == "pool" and group.backend_settings == {"drain_timeout_seconds": 120}
 
 

@@ -27,7 +27,7 @@ sim = _load_simulator()
 CONFIG = sim.SimConfig()
 
 
-@pytest.mark.parametrize("make_policy", [sim.engine_policy, sim.tuned_policy], ids=["seed thresholds", "tuned"])
+@pytest.mark.parametrize("make_policy", [sim.engine_policy, sim.seed_policy], ids=["defaults", "seed thresholds"])
 def test_flat_load_with_ten_percent_noise_causes_no_action(make_policy: Callable[[], ScalingPolicy]) -> None:
     result = sim.simulate(sim.flat_trace(3600), sim.PolicySpec("engine", make_policy()), CONFIG)
 
@@ -44,7 +44,7 @@ def test_the_same_noise_makes_a_plain_proportional_policy_flap() -> None:
 
 def test_a_threefold_step_is_answered_within_one_interval_plus_the_metric_window() -> None:
     trace = sim.step_trace(3600)
-    result = sim.simulate(trace, sim.PolicySpec("engine", sim.tuned_policy()), CONFIG)
+    result = sim.simulate(trace, sim.PolicySpec("engine", sim.engine_policy()), CONFIG)
 
     (reaction,) = result.reaction_s
     assert reaction is not None
@@ -54,7 +54,7 @@ def test_a_threefold_step_is_answered_within_one_interval_plus_the_metric_window
 
 
 def test_scaling_actions_take_a_start_up_delay_to_become_capacity() -> None:
-    result = sim.simulate(sim.step_trace(3600), sim.PolicySpec("engine", sim.tuned_policy()), CONFIG)
+    result = sim.simulate(sim.step_trace(3600), sim.PolicySpec("engine", sim.engine_policy()), CONFIG)
 
     (ready,) = result.ready_s
     assert ready is not None and ready >= CONFIG.startup_min_s
@@ -62,8 +62,8 @@ def test_scaling_actions_take_a_start_up_delay_to_become_capacity() -> None:
 
 def test_prediction_cuts_the_morning_ramp_shortfall_by_half_at_little_extra_cost() -> None:
     trace = sim.daily_trace(9 * 3600)  # midnight to 09:00: the night low and the morning rise
-    reactive = sim.simulate(trace, sim.PolicySpec("reactive", sim.tuned_policy()), CONFIG)
-    predictive = sim.simulate(trace, sim.PolicySpec("predictive", sim.tuned_policy(
+    reactive = sim.simulate(trace, sim.PolicySpec("reactive", sim.engine_policy()), CONFIG)
+    predictive = sim.simulate(trace, sim.PolicySpec("predictive", sim.engine_policy(
         predictive_mode="on", instance_capacity_rpm=CONFIG.capacity_rpm)), CONFIG)
 
     assert reactive.rampup_shortfall > 0
