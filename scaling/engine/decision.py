@@ -15,9 +15,10 @@ command and the simulator in ``bench/`` all call it, and a stored decision repla
    p95 latency, error rate: r = (metric / target) x active / current.
    queue length: proposal = ceil(waiting / target per instance).
 3. The largest proposal wins. A configured trigger without data blocks a scale-down (it may
-   still be needed), never a scale-up, for MISSING_BLOCK_SECONDS (10 minutes) of missing data in
-   a row; after that it no longer blocks (a metric the provider never publishes, a broken
-   exporter) and the decision says so. ``missing_since`` carries the start of each gap from one
+   still be needed), never a scale-up. Missing utilisation (a metrics outage) blocks for as long
+   as it lasts; another trigger for MISSING_BLOCK_SECONDS (10 minutes) of missing data in a row,
+   after which it no longer blocks (a metric the provider never publishes, a broken exporter) and
+   the decision says so. ``missing_since`` carries the start of each gap from one
    evaluation to the next.
 4. Prediction (mode "on") adds a proposal ceil(forecast peak rate / (capacity per instance x
    target)) over the look-ahead horizon; it can only add capacity. "forecast_only" reports what
@@ -467,8 +468,10 @@ def decide(policy: ScalingPolicy, window: MetricWindow, state: GroupState, now: 
     available = [p for p in proposals if p.proposal is not None]
     missing_since = {str(p.trigger): state.missing_since.get(str(p.trigger), now)
                      for p in proposals if p.proposal is None}
+    # Utilisation, the signal every group has, blocks for as long as it is missing (a metrics outage
+    # must not let another trigger shrink the group); the optional triggers for MISSING_BLOCK_SECONDS.
     missing = [name for name, since in missing_since.items()
-               if (now - since).total_seconds() < MISSING_BLOCK_SECONDS]
+               if name == Trigger.UTILIZATION or (now - since).total_seconds() < MISSING_BLOCK_SECONDS]
     notes: list[str] = [
         f"{name} has had no data for {(now - since).total_seconds() / 60:.0f} min: it no longer blocks a scale-down"
         for name, since in missing_since.items() if name not in missing

@@ -158,6 +158,18 @@ def test_a_trigger_missing_for_ten_minutes_stops_blocking_a_scale_down_and_says_
     assert back.missing_since == {}  # data again: the next gap starts from zero
 
 
+def test_missing_utilisation_blocks_a_scale_down_for_as_long_as_the_outage_lasts() -> None:
+    # A metrics outage: utilisation gone for 20 minutes while an idle queue still reports 0.
+    queue = {**TRACKING, "scale_down_stabilization_seconds": 0, "triggers": TriggerTargets(queue_length=10.0)}
+    outage = U(None, queue_length=0.0)
+    state = S(10)
+    for minute in range(0, 21):
+        decision = decide(policy(**queue), outage, state, NOW + timedelta(minutes=minute))
+        assert decision.direction == Direction.NONE, (minute, decision.reason)
+        state = advance_state(state, decision)
+    assert "no scale-down while a metric is missing (utilization)" in decision.reason
+
+
 def test_the_reason_says_what_happened_with_the_numbers() -> None:
     decision = decide(policy(max_instances=12), U(0.9), S(10), NOW)
 
