@@ -299,6 +299,15 @@ def check_targets(results: dict[tuple[str, str], RunResult], timings: dict[float
             ok = result.flaps <= 2 and result.failed_pct <= 2.0
             lines.append(f"{verdict(ok)} 15-min on/off wave: <= 2 flaps and <= 2 % failed, {name}: "
                          f"{result.flaps} flaps, {result.failed_pct:.2f} %")
+    for trace in sorted(traces):
+        reactive, predictive = results[(trace, "engine defaults")], results[(trace, "engine defaults + predictive")]
+        extra = predictive.instance_hours / reactive.instance_hours - 1 if reactive.instance_hours else 0.0
+        helped = (predictive.deficit_pct < reactive.deficit_pct - 0.1
+                  or predictive.failed_pct < reactive.failed_pct - 0.01)
+        lines.append(f"{verdict(extra <= 0.05 or helped)} prediction adds <= 5 % instance-hours unless it cuts "
+                     f"deficit or failures, {trace}: {100 * extra:+.1f} %, deficit {reactive.deficit_pct:.2f} -> "
+                     f"{predictive.deficit_pct:.2f} %, failed {reactive.failed_pct:.2f} -> "
+                     f"{predictive.failed_pct:.2f} %")
     for share, seconds in timings.items():
         lines.append(f"{verdict(seconds < 1.0)} 1,000 groups evaluated in < 1 s, {share:.0%} predictive: "
                      f"{seconds * 1000:.0f} ms")

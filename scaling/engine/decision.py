@@ -21,8 +21,10 @@ command and the simulator in ``bench/`` all call it, and a stored decision repla
    the decision says so. ``missing_since`` carries the start of each gap from one
    evaluation to the next.
 4. Prediction (mode "on") adds a proposal ceil(forecast peak rate / (capacity per instance x
-   target)) over the look-ahead horizon; it can only add capacity. "forecast_only" reports what
-   it would change and changes nothing.
+   target)) over the look-ahead horizon; it can only add capacity, and only while its forecasts
+   have been right: when the one-minute-ahead error over the last hour (the forecast's
+   trailing_error, a MAPE) exceeds PREDICTION_ERROR_BOUND (15 %) it abstains and says so, as
+   "forecast_only" does: report what it would change, change nothing.
 5. Scale-down stabilization: the highest recommendation of the last
    scale_down_stabilization_seconds (this one included), never above current.
 6. Step limits: up to current + max(current x up %, up instances); down to current - max(1, current x down %).
@@ -56,6 +58,9 @@ from scaling.engine.policy import (
 from scaling.engine.schedule import effective_bounds
 
 DECISION_VERSION = 1
+
+# Prediction acts only while its trailing-hour one-minute-ahead error (MAPE) is at most this.
+PREDICTION_ERROR_BOUND = 0.15
 
 # How long a configured trigger's missing metric blocks a scale-down.
 MISSING_BLOCK_SECONDS = 600
@@ -112,13 +117,16 @@ class ForecastInfo:
     applied: bool  # mode on and the prediction raised the recommendation above the reactive one
     would_desired: int | None  # the desired count with the prediction counted
     values: tuple[float, ...] = ()
+    trailing_error: float | None = None  # the forecast's one-minute-ahead MAPE over the last hour
+    abstained: bool = False  # mode on, the forecast asked for more, but its trailing error was too high
 
     def to_dict(self) -> dict[str, Any]:
         return {"mode": str(self.mode), "method": self.method, "horizon_seconds": self.horizon_seconds,
                 "history_minutes": self.history_minutes, "predicted_peak_rate": self.predicted_peak_rate,
                 "capacity_rpm_per_instance": self.capacity_rpm_per_instance,
                 "capacity_source": self.capacity_source, "proposal": self.proposal, "applied": self.applied,
-                "would_desired": self.would_desired, "values": list(self.values)}
+                "would_desired": self.would_desired, "values": list(self.values),
+                "trailing_error": self.trailing_error, "abstained": self.abstained}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ForecastInfo:
@@ -505,11 +513,19 @@ def decide(policy: ScalingPolicy, window: MetricWindow, state: GroupState, now: 
             history_minutes=forecast.history_minutes, predicted_peak_rate=forecast.peak,
             capacity_rpm_per_instance=capacity, capacity_source=source,
             proposal=None if predicted is None else predicted.proposal, applied=False, would_desired=None,
-            values=forecast.values)
+            values=forecast.values, trailing_error=forecast.trailing_error)
+        error = forecast.trailing_error
+        error_text = "unmeasured" if error is None else f"{100 * error:.0f} %"
         if (policy.predictive_mode == PredictiveMode.ON and predicted is not None
                 and predicted.proposal is not None and predicted.proposal > reactive):
-            raw = predicted.proposal
-            decided_by = predicted
+            if error is not None and error > PREDICTION_ERROR_BOUND:
+                forecast_info = replace(forecast_info, abstained=True)
+                notes.append(f"prediction abstains: its forecasts were off by {error_text} over the last hour "
+                             f"(bound {100 * PREDICTION_ERROR_BOUND:.0f} %), so it only reports {predicted.proposal}")
+            else:
+                raw = predicted.proposal
+                decided_by = predicted
+                notes.append(f"prediction acts: its forecasts were off by {error_text} over the last hour")
 
     # 5. Stabilization window (this recommendation included).
     horizon = timedelta(seconds=policy.scale_down_stabilization_seconds)

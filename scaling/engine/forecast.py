@@ -17,6 +17,13 @@
 
 Missing minutes (``None``) are filled with the previous value; leading ones are dropped.
 Forecasts are never negative.
+
+Every forecast carries its ``trailing_error``: the mean absolute percentage error of the method's
+one-minute-ahead forecasts over the last TRAILING_MINUTES (60) minutes of history (minutes with no
+request left out), so a caller can tell a forecast that has been right from one that has not.
+Holt-Winters measures it in the same pass (the forecast each minute made of the next, before
+seeing it); the linear trend by refitting at each of its last TRAILING_TREND_POINTS minutes. None
+when too little history was there to measure it.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from itertools import accumulate
 from typing import Any, cast
 
 SEASON_MINUTES = 1440
+TRAILING_MINUTES = 60
+TRAILING_TREND_POINTS = 15
 
 HOLT_WINTERS = "holt_winters"
 LINEAR_TREND = "linear_trend"
@@ -56,6 +65,7 @@ class Forecast:
     method: str
     values: tuple[float, ...]  # one per minute after the last complete one
     history_minutes: int
+    trailing_error: float | None = None  # MAPE of the one-minute-ahead forecasts over the last hour
 
     @property
     def peak(self) -> float | None:
@@ -63,7 +73,7 @@ class Forecast:
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "values": list(self.values), "history_minutes": self.history_minutes,
-                "peak": self.peak}
+                "peak": self.peak, "trailing_error": self.trailing_error}
 
 
 def horizon_steps(horizon_seconds: int) -> int:
@@ -122,6 +132,12 @@ def _smooth_circular(values: list[float], width: int) -> list[float]:
 def holt_winters_forecast(series: Sequence[float], steps: int, settings: ForecastSettings = DEFAULT_SETTINGS
                           ) -> list[float]:
     """Additive Holt-Winters (see the module docstring); ``series`` must hold two seasons or more."""
+    return _holt_winters(series, steps, settings)[0]
+
+
+def _holt_winters(series: Sequence[float], steps: int, settings: ForecastSettings
+                  ) -> tuple[list[float], float | None]:
+    """(forecast, trailing one-minute-ahead MAPE) in one pass."""
     m = settings.season_minutes
     n = len(series)
     if n < 2 * m:
@@ -136,8 +152,12 @@ def holt_winters_forecast(series: Sequence[float], steps: int, settings: Forecas
     a, b, g = settings.alpha, settings.beta, settings.gamma
     keep_a, keep_b, keep_g = 1 - a, 1 - b, 1 - g
     k = 0
-    for value in series:
+    scored_from = n - TRAILING_MINUTES
+    errors: list[float] = []
+    for index, value in enumerate(series):
         season = seasonal[k]
+        if index >= scored_from and value > 0:
+            errors.append(abs(max(0.0, level + trend + season) - value) / value)
         previous = level
         level = a * (value - season) + keep_a * (level + trend)
         trend = b * (level - previous) + keep_b * trend
@@ -145,7 +165,20 @@ def holt_winters_forecast(series: Sequence[float], steps: int, settings: Forecas
         k += 1
         if k == m:
             k = 0
-    return [max(0.0, level + h * trend + seasonal[(n + h - 1) % m]) for h in range(1, steps + 1)]
+    values = [max(0.0, level + h * trend + seasonal[(n + h - 1) % m]) for h in range(1, steps + 1)]
+    return values, (sum(errors) / len(errors) if errors else None)
+
+
+def _trend_trailing_error(series: Sequence[float], settings: ForecastSettings) -> float | None:
+    """MAPE of the linear trend's one-minute-ahead forecasts at each of the last TRAILING_TREND_POINTS
+    minutes, each fitted on the trend_minutes before it."""
+    errors = []
+    for end in range(max(settings.min_points, len(series) - TRAILING_TREND_POINTS), len(series)):
+        actual = series[end]
+        if actual > 0:
+            (predicted,) = linear_trend_forecast(series[max(0, end - settings.trend_minutes):end], 1)
+            errors.append(abs(predicted - actual) / actual)
+    return sum(errors) / len(errors) if errors else None
 
 
 def forecast_request_rate(history: Sequence[float | None], steps: int,
@@ -155,9 +188,11 @@ def forecast_request_rate(history: Sequence[float | None], steps: int,
     season = settings.season_minutes
     if len(series) >= 2 * season:
         keep = max(2, settings.max_history_days) * season
-        used = series[-keep:]
-        return Forecast(HOLT_WINTERS, tuple(holt_winters_forecast(used, steps, settings)), len(series))
+        values, error = _holt_winters(series[-keep:], steps, settings)
+        return Forecast(HOLT_WINTERS, tuple(values), len(series), error)
     if len(series) >= settings.min_points:
         recent = series[-settings.trend_minutes:]
-        return Forecast(LINEAR_TREND, tuple(linear_trend_forecast(recent, steps)), len(series))
+        trailing = series[-(settings.trend_minutes + TRAILING_TREND_POINTS):]
+        return Forecast(LINEAR_TREND, tuple(linear_trend_forecast(recent, steps)), len(series),
+                        _trend_trailing_error(trailing, settings))
     return Forecast(NO_FORECAST, (), len(series))

@@ -390,6 +390,27 @@ def test_prediction_adds_capacity_ahead_of_a_rising_load() -> None:
     assert decision.forecast.applied
 
 
+def test_prediction_says_how_right_its_forecasts_have_been_when_it_acts() -> None:
+    decision = decide(predictive("on"), U(0.6, request_rate_history=RISING), S(17), NOW)
+
+    assert decision.forecast is not None and decision.forecast.trailing_error == pytest.approx(0.0, abs=1e-9)
+    assert "prediction acts: its forecasts were off by 0 % over the last hour" in decision.reason
+
+
+def test_prediction_abstains_while_its_recent_forecasts_were_wrong() -> None:
+    # The same rising average, but every minute swings +-40 %: one-minute-ahead forecasts miss by ~40 %.
+    erratic = tuple(value * (1.4 if minute % 2 else 0.6) for minute, value in enumerate(RISING))
+    erratic = (*erratic[:-3], 1900.0, 1950.0, 2000.0)  # a last jump the trend would extrapolate
+
+    decision = decide(predictive("on"), U(0.6, request_rate_history=erratic), S(17), NOW)
+
+    assert decision.forecast is not None and decision.forecast.trailing_error > 0.15
+    assert decision.forecast.abstained and not decision.forecast.applied
+    assert decision.trigger != Trigger.PREDICTIVE and decision.desired == 17
+    assert "prediction abstains: its forecasts were off by" in decision.reason
+    assert replay(json.loads(json.dumps(decision.to_dict()))) == decision
+
+
 def test_prediction_never_removes_capacity_the_reactive_result_keeps() -> None:
     falling = tuple(reversed(RISING))
     decision = decide(predictive("on"), U(0.9, request_rate_history=falling), S(10), NOW)

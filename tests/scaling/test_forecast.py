@@ -111,3 +111,15 @@ def test_holt_winters_follows_a_level_shift_within_the_last_day() -> None:
 @pytest.mark.parametrize(("seconds", "steps"), [(0, 2), (60, 2), (61, 3), (180, 4), (480, 9)])
 def test_the_horizon_covers_the_minute_in_progress(seconds: int, steps: int) -> None:
     assert horizon_steps(seconds) == steps
+
+
+def test_holt_winters_reports_a_small_trailing_error_on_a_regular_day_and_a_large_one_after_a_level_shift():
+    from scaling.engine.forecast import forecast_request_rate
+
+    day = [1000.0 - 600.0 * math.cos(2 * math.pi * minute / 1440) for minute in range(3 * 1440)]
+    regular = forecast_request_rate(day, 3)
+    halved = forecast_request_rate(day[:-60] + [value * 0.5 for value in day[-60:]], 3)
+
+    assert regular.method == "holt_winters" and regular.trailing_error is not None
+    assert regular.trailing_error < 0.02
+    assert halved.trailing_error is not None and halved.trailing_error > 0.3
