@@ -39,6 +39,7 @@ command and the simulator in ``bench/`` all call it, and a stored decision repla
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -246,13 +247,24 @@ class Decision:
         )
 
 
-def replay(record: dict[str, Any]) -> Decision:
-    """Run ``decide`` again on the inputs stored in ``Decision.to_dict()``."""
+def replay(record: dict[str, Any], *, history: Sequence[float | None] | None = None) -> Decision:
+    """Run ``decide`` again on the inputs stored in ``Decision.to_dict()``.
+
+    A decision whose request-rate history was stored by reference (MetricWindow) needs it back as
+    ``history``; it is checked against the stored digest."""
     if "inputs" not in record:
         raise ValueError("this decision was stored without its inputs and cannot be replayed")
     stored = Decision.from_dict(record)
     assert stored.policy is not None and stored.window is not None and stored.state is not None
-    return decide(stored.policy, stored.window, stored.state, stored.evaluated_at)
+    window = stored.window
+    if window.history_ref is not None:
+        if history is None:
+            raise ValueError(
+                f"this decision's request-rate history ({window.history_ref.get('minutes')} minutes) was stored by "
+                "digest: pass it as history= (scaling.metrics.request_rate_history) to replay it"
+            )
+        window = window.with_history(history)
+    return decide(stored.policy, window, stored.state, stored.evaluated_at)
 
 
 def advance_state(state: GroupState, decision: Decision) -> GroupState:

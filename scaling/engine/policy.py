@@ -8,9 +8,11 @@ can build a policy with ``ScalingPolicy.from_dict({name: getattr(group, name) fo
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -213,6 +215,12 @@ class MetricWindow:
     * ``request_rate``: requests per minute in the window.
     * ``request_rate_history``: requests per minute, one value per complete minute, oldest first,
       the last one being the minute that ended most recently; ``None`` for a minute with no data.
+
+    Stored (``to_dict``), a history longer than HISTORY_INLINE_MINUTES is kept by reference: its
+    length, SHA-256 digest and last HISTORY_INLINE_MINUTES values (``history_ref``), so a stored
+    decision stays a few KB instead of 30 KB for three days of minutes. Replaying such a decision
+    takes the history again (``replay(record, history=...)``, e.g. from
+    scaling.metrics.request_rate_history), checked against the digest.
     """
 
     utilization: float | None = None
@@ -223,20 +231,48 @@ class MetricWindow:
     request_rate_history: Sequence[float | None] = ()
     reporting_instances: int | None = None
     window_seconds: int = 60
+    # Set when read back from a stored decision whose history was kept by reference.
+    history_ref: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "request_rate_history", tuple(self.request_rate_history))
 
     def to_dict(self) -> dict[str, Any]:
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
-        data["request_rate_history"] = list(self.request_rate_history)
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "history_ref"}
+        history = list(self.request_rate_history)
+        if self.history_ref is not None:
+            data["request_rate_history"] = dict(self.history_ref)
+        elif len(history) > HISTORY_INLINE_MINUTES:
+            data["request_rate_history"] = {"minutes": len(history), "sha256": history_digest(history),
+                                            "tail": history[-HISTORY_INLINE_MINUTES:]}
+        else:
+            data["request_rate_history"] = history
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MetricWindow:
         data = dict(data)
         _checked_keys(cls, data)
+        history = data.get("request_rate_history")
+        if isinstance(history, dict):
+            data["history_ref"], data["request_rate_history"] = history, ()
         return cls(**data)
+
+    def with_history(self, history: Sequence[float | None]) -> MetricWindow:
+        """This window with the history its reference names (ValueError if the digest differs)."""
+        if self.history_ref is None:
+            return self
+        if history_digest(history) != self.history_ref.get("sha256"):
+            raise ValueError("the history given is not the one this decision saw (its SHA-256 differs)")
+        return replace(self, request_rate_history=tuple(history), history_ref=None)
+
+
+HISTORY_INLINE_MINUTES = 60
+
+
+def history_digest(history: Sequence[float | None]) -> str:
+    """SHA-256 of a request-rate history as stored (JSON, values as given)."""
+    return hashlib.sha256(json.dumps(list(history), separators=(",", ":")).encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import json
 import re
 from dataclasses import dataclass, field, replace
@@ -409,6 +410,21 @@ def test_prediction_abstains_while_its_recent_forecasts_were_wrong() -> None:
     assert decision.trigger != Trigger.PREDICTIVE and decision.desired == 17
     assert "prediction abstains: its forecasts were off by" in decision.reason
     assert replay(json.loads(json.dumps(decision.to_dict()))) == decision
+
+
+def test_a_predictive_decision_stores_its_three_days_of_history_by_digest_in_under_5_kb() -> None:
+    days = [1000.0 - 600.0 * math.cos(2 * math.pi * minute / 1440) for minute in range(3 * 1440)]
+    decision = decide(predictive("on"), U(0.6, request_rate_history=days), S(17), NOW)
+
+    record = json.loads(json.dumps(decision.to_dict()))
+    assert len(json.dumps(record)) <= 5 * 1024, len(json.dumps(record))
+    stored = record["inputs"]["window"]["request_rate_history"]
+    assert stored["minutes"] == 4320 and len(stored["tail"]) == 60
+    with pytest.raises(ValueError, match="stored by digest"):
+        replay(record)
+    with pytest.raises(ValueError, match="not the one this decision saw"):
+        replay(record, history=days[:-1] + [0.0])
+    assert replay(record, history=days) == decision
 
 
 def test_prediction_never_removes_capacity_the_reactive_result_keeps() -> None:
