@@ -13,6 +13,7 @@ urlpatterns = [
     path("groups/<str:group_id>/", views.group_detail, name="group"),
     path("groups/<str:group_id>/scale/", views.group_scale, name="group-scale"),
     path("groups/<str:group_id>/dry-run/", views.group_dry_run, name="group-dry-run"),
+    path("groups/<str:group_id>/simulate/", views.group_simulate, name="group-simulate"),
     path("balancer/", views.balancer, name="balancer"),
     path("alerts/", views.alerts, name="alerts"),
     path("alerts/<int:alert_id>/acknowledge/", views.alert_ack, name="alert-ack"),

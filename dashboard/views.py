@@ -367,6 +367,33 @@ def group_dry_run(request: HtmxHttpRequest, group_id: str) -> HttpResponse:
     return render(request, "dashboard/partials/group_decision.html", context)
 
 
+@staff_member_required
+@require_POST
+def group_simulate(request: HtmxHttpRequest, group_id: str) -> HttpResponse:
+    """What the group's policy (and the HPA v2 defaults) would have done on its recorded traffic of
+    the last N days (services.group_simulation): the simulation card, or its error."""
+    services = _scaling_services()
+    group = group_get(group_id)
+    context: dict[str, Any] = {"group": group, "days": request.POST.get("days", "7").strip()}
+    capacity_raw = request.POST.get("capacity_rpm", "").strip()
+    try:
+        days = float(context["days"])
+        capacity = float(capacity_raw) if capacity_raw else None
+    except ValueError:
+        context["simulation_error"] = "Days and capacity are numbers."
+        return render(request, "dashboard/partials/group_simulation.html", context, status=422)
+    if services is None:
+        context["simulation_error"] = "Simulation is not available in this build."
+        return render(request, "dashboard/partials/group_simulation.html", context, status=422)
+    try:
+        trace, config, results = services.group_simulation(group=group, history_days=days, capacity_rpm=capacity)
+    except ValidationError as exc:
+        context["simulation_error"] = _error_text(exc)
+        return render(request, "dashboard/partials/group_simulation.html", context, status=422)
+    context.update(trace=trace, config=config, results=results)
+    return render(request, "dashboard/partials/group_simulation.html", context)
+
+
 # --- load balancer, alerts, reports, configuration ------------------------------------------------
 
 

@@ -44,7 +44,16 @@ from scaling.engine import (
 )
 from scaling.engine.decision import MISSING_BLOCK_SECONDS
 from scaling.engine.policy import parse_moment
-from scaling.metrics import metric_window
+from scaling.engine.simulation import (
+    PolicySpec,
+    RunResult,
+    SimConfig,
+    Trace,
+    hpa_reference_policy,
+    simulate,
+    trace_from_rows,
+)
+from scaling.metrics import metric_window, request_rate_history
 from scaling.models import ProviderGroup, ScalingEvent
 
 logger = logging.getLogger(__name__)
@@ -133,6 +142,44 @@ def retry_delay(attempts: int) -> timedelta:
 
 def policy_of(group: ProviderGroup) -> ScalingPolicy:
     return ScalingPolicy.from_dict({name: getattr(group, name) for name in POLICY_FIELDS})
+
+
+def group_simulation(
+    *,
+    group: ProviderGroup,
+    trace: Trace | None = None,
+    history_days: float | None = None,
+    capacity_rpm: float | None = None,
+    startup_seconds: tuple[float, float] = (60.0, 130.0),
+    seed: int = 7,
+    keep_events: bool = False,
+) -> tuple[Trace, SimConfig, list[RunResult]]:
+    """What the group's policy, and the Kubernetes HPA v2 defaults beside it, would have done on
+    `trace`, or on the group's own requests of the last `history_days` (scaling.engine.simulation).
+    Changes nothing. ValidationError when the inputs cannot make a simulation."""
+    capacity = capacity_rpm or group.instance_capacity_rpm
+    if not capacity or capacity <= 0:
+        raise ValidationError({"capacity_rpm": ["Set the group's instance_capacity_rpm or give a capacity."]})
+    bounds = {"min_instances": group.min_instances, "max_instances": group.max_instances}
+    if trace is None:
+        if history_days is None or not 0 < history_days <= 30:
+            raise ValidationError({"history_days": ["More than 0, at most 30."]})
+        history = request_rate_history(group=group, now=timezone.now(), minutes=int(history_days * 1440))
+        first = next((index for index, value in enumerate(history) if value is not None), None)
+        if first is None:
+            raise ValidationError(
+                {"history_days": [f"No recorded requests of {group.group_name} in the last {history_days:g} days."]}
+            )
+        rows = [(60.0 * index, value or 0.0) for index, value in enumerate(history[first:])]
+        trace = trace_from_rows(f"{group.group_name}: recorded traffic, last {history_days:g} days", rows, **bounds)
+    low, high = startup_seconds
+    config = SimConfig(capacity_rpm=capacity, startup_min_s=low, startup_max_s=high, seed=seed)
+    policy = policy_of(group)
+    specs = [
+        PolicySpec(f"group {group.group_name}"[:30], policy),
+        PolicySpec("hpa-v2 defaults", hpa_reference_policy(target_utilization=policy.target_utilization)),
+    ]
+    return trace, config, [simulate(trace, spec, config, keep_events=keep_events) for spec in specs]
 
 
 def group_policy_warnings(group: ProviderGroup) -> list[str]:

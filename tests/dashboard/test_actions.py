@@ -188,3 +188,25 @@ def test_a_forecast_in_the_decision_is_drawn(staff_client: Client, scaling_group
     )
     html = staff_client.get(reverse("dashboard:group", args=[scaling_group.pk])).content.decode()
     assert "Forecast (holt_winters, 180 s horizon)" in html and "predicted peak" in html
+
+
+def test_the_group_page_simulates_its_policy_on_its_recorded_traffic(staff_client):
+    from tests.scaling.support import add_recorded_traffic, make_group, make_member
+
+    group = make_group("simulated", min_instances=1, max_instances=10, instance_capacity_rpm=60.0)
+    add_recorded_traffic(make_member(group), minutes=40, busy_from=20, quiet=30, busy=150)
+    url = f"/dashboard/groups/{group.pk}/simulate/"
+
+    page = staff_client.get(f"/dashboard/groups/{group.pk}/")
+    assert "What would this policy have done?" in page.content.decode()
+    done = staff_client.post(url, {"days": "0.05"}, HTTP_HX_REQUEST="true")
+
+    assert done.status_code == 200
+    body = done.content.decode()
+    assert "simulated: recorded traffic, last 0.05 days" in body
+    assert "group simulated" in body and "hpa-v2 defaults" in body
+
+    refused = staff_client.post(url, {"days": "45"}, HTTP_HX_REQUEST="true")
+    assert refused.status_code == 422 and "at most 30" in refused.content.decode()
+    garbage = staff_client.post(url, {"days": "lots"}, HTTP_HX_REQUEST="true")
+    assert garbage.status_code == 422 and "numbers" in garbage.content.decode()

@@ -4,7 +4,7 @@ conftest.py beside this."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from itertools import count
 from typing import Any
 
@@ -90,3 +90,12 @@ def set_load(group: ProviderGroup, load: int, *, at: datetime | None = None) -> 
     loads = dict.fromkeys(serving.values_list("pk", flat=True), load)
     instance_loads_publish(loads=loads, publisher=PUBLISHER, now=at)
 
+
+
+def add_recorded_traffic(instance: AIInstance, *, minutes: int, busy_from: int, quiet: int, busy: int) -> None:
+    """`minutes` of requests ending now: `quiet` a minute, then `busy` a minute for the last `busy_from`."""
+    from django.utils import timezone
+
+    now = timezone.now()
+    for minutes_ago in range(minutes, 0, -1):
+        add_requests(instance, at=now - timedelta(minutes=minutes_ago), ok=busy if minutes_ago < busy_from else quiet)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import itertools
-import math
 import json
+import math
 import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -405,7 +405,8 @@ def test_prediction_abstains_while_its_recent_forecasts_were_wrong() -> None:
 
     decision = decide(predictive("on"), U(0.6, request_rate_history=erratic), S(17), NOW)
 
-    assert decision.forecast is not None and decision.forecast.trailing_error > 0.15
+    assert decision.forecast is not None and decision.forecast.trailing_error is not None
+    assert decision.forecast.trailing_error > 0.15
     assert decision.forecast.abstained and not decision.forecast.applied
     assert decision.trigger != Trigger.PREDICTIVE and decision.desired == 17
     assert "prediction abstains: its forecasts were off by" in decision.reason
@@ -423,7 +424,7 @@ def test_a_predictive_decision_stores_its_three_days_of_history_by_digest_in_und
     with pytest.raises(ValueError, match="stored by digest"):
         replay(record)
     with pytest.raises(ValueError, match="not the one this decision saw"):
-        replay(record, history=days[:-1] + [0.0])
+        replay(record, history=[*days[:-1], 0.0])
     assert replay(record, history=days) == decision
 
 

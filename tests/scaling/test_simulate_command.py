@@ -12,7 +12,7 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from scaling.engine.simulation import read_trace_csv
-from tests.scaling.support import TRACKING, add_requests, make_group, make_member
+from tests.scaling.support import TRACKING, add_recorded_traffic, make_group, make_member
 
 pytestmark = pytest.mark.django_db
 
@@ -49,10 +49,7 @@ def test_a_trace_file_is_replayed_against_the_group_policy_and_the_hpa_reference
 
 def test_the_group_own_recorded_traffic_is_a_trace(tmp_path):
     group = make_group("recorded", min_instances=1, max_instances=10, instance_capacity_rpm=60.0)
-    member = make_member(group)
-    now = timezone.now()
-    for minutes_ago in range(30, 0, -1):
-        add_requests(member, at=now - timedelta(minutes=minutes_ago), ok=90 if minutes_ago < 15 else 20)
+    add_recorded_traffic(make_member(group), minutes=30, busy_from=15, quiet=20, busy=90)
 
     out = run("--group", str(group.pk), "--history-days", "0.05")
 
@@ -65,8 +62,8 @@ def test_the_group_own_recorded_traffic_is_a_trace(tmp_path):
     [
         (["--group", "nope", "--history-days", "1"], "No provider group 'nope'"),
         (["--group", "g", "--trace", "/no/such/file.csv", "--capacity-rpm", "100"], "Cannot read /no/such/file.csv"),
-        (["--group", "g", "--history-days", "1"], "Give --capacity-rpm"),
-        (["--group", "g", "--history-days", "1", "--capacity-rpm", "100"], "no recorded requests"),
+        (["--group", "g", "--history-days", "1"], "instance_capacity_rpm or give a capacity"),
+        (["--group", "g", "--history-days", "1", "--capacity-rpm", "100"], "No recorded requests"),
         (["--group", "g", "--history-days", "1", "--capacity-rpm", "100", "--startup-seconds", "x"], "min-max"),
     ],
 )
