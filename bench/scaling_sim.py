@@ -24,6 +24,7 @@ from scaling.engine.simulation import (
     DAY,
     EPOCH,
     HEADER,
+    HpaV2,
     PolicySpec,
     RunResult,
     SimConfig,
@@ -152,6 +153,9 @@ def default_specs(capacity_rpm: float) -> list[PolicySpec]:
         PolicySpec("static (peak)", None),
         PolicySpec("naive proportional", naive_policy()),
         PolicySpec("hpa-default", hpa_reference_policy()),
+        PolicySpec("hpa v2 (independent)", None, reference=lambda low, high: HpaV2(low, high)),
+        PolicySpec("keda-like (request rate)", None, reference=lambda low, high: HpaV2(
+            low, high, queue_per_pod=None, rpm_per_pod=capacity_rpm * 0.6, use_utilization=False)),
         PolicySpec("engine defaults", engine_policy()),
         PolicySpec("engine seed thresholds", seed_policy()),
         PolicySpec(
@@ -281,7 +285,8 @@ def check_targets(results: dict[tuple[str, str], RunResult], timings: dict[float
     crowd = next((trace for trace in traces if trace.startswith("flash crowd")), None)
     shift = next((trace for trace in traces if trace.startswith("level shift")), None)
     wave = next((trace for trace in traces if trace.startswith("on/off")), None)
-    for name in ("engine defaults", "engine seed thresholds", "engine, defaults before", "hpa-default"):
+    for name in ("engine defaults", "engine seed thresholds", "engine, defaults before", "hpa v2 (independent)",
+                 "keda-like (request rate)"):
         if crowd:
             result = results[(crowd, name)]
             (ready,) = result.ready_s

@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from scaling.engine.decision import Decision, advance_state, decide
+from scaling.engine.decision import advance_state, decide
 from scaling.engine.policy import Direction, GroupState, MetricWindow, ScalingPolicy, TriggerTargets
 
 DAY = 86_400
@@ -148,10 +148,75 @@ def _iso_seconds(stamp: str) -> float:
     return moment.timestamp()
 
 
+@dataclass
+class HpaV2:
+    """A Kubernetes HPA v2 controller written from its documentation (kubernetes.io, "Horizontal Pod
+    Autoscaling": algorithm details and configurable scaling behaviour), independent of this engine,
+    with the documented defaults:
+
+    * per metric, ratio = current / desired value; no change while |ratio - 1| <= tolerance (0.1),
+      else ceil(currentReplicas x ratio); the largest proposal of all metrics wins, metrics without
+      data are skipped;
+    * pods not ready yet (starting) count as 0 % of the target when the ready pods' ratio asks for a
+      scale-up (which damps it); a scale-down uses the ready pods' ratio over all replicas;
+    * scale-up: no stabilization, at most max(+100 %, +4 pods) per 15 s (selectPolicy Max);
+    * scale-down: the highest recommendation of the last 300 s (stabilization), -100 % per 15 s.
+
+    Metrics: CPU-style utilisation (target ``target_utilization``), the queue as an External metric
+    with AverageValue ``queue_per_pod``, and with ``rpm_per_pod`` the request rate as AverageValue
+    (a KEDA-like scaler on the demand signal, ``use_utilization=False``). ``decide`` returns
+    (desired, reason).
+    """
+
+    min_replicas: int
+    max_replicas: int
+    target_utilization: float = 0.6
+    queue_per_pod: float | None = 5.0
+    rpm_per_pod: float | None = None
+    use_utilization: bool = True
+    tolerance: float = 0.1
+    down_stabilization_s: float = 300.0
+    _recommendations: deque[tuple[float, int]] = field(default_factory=deque)
+
+    def decide(self, window: MetricWindow, active: int, starting: int, now_s: float) -> tuple[int, str]:
+        current = active + starting
+        proposals: list[tuple[int, str]] = []
+        if self.use_utilization and window.utilization is not None and active:
+            ready_ratio = window.utilization / self.target_utilization
+            ratio = ready_ratio
+            if ready_ratio > 1 and starting:  # not-ready pods at 0 %: a damped scale-up
+                ratio = window.utilization * active / (self.target_utilization * current)
+            proposals.append((self._proposal(current, ratio), f"utilisation ratio {ratio:.2f}"))
+        for value, per_pod, label in ((window.queue_length, self.queue_per_pod, "queue"),
+                                      (window.request_rate, self.rpm_per_pod, "request rate")):
+            if value is not None and per_pod and current:
+                proposals.append((self._proposal(current, value / (per_pod * current)), f"{label} {value:.0f}"))
+        if not proposals:
+            return current, "no metrics"
+        raw, why = max(proposals)
+        self._recommendations.append((now_s, raw))
+        while self._recommendations and now_s - self._recommendations[0][0] >= self.down_stabilization_s:
+            self._recommendations.popleft()
+        desired = raw
+        if raw < current:
+            desired = min(current, max(count for _, count in self._recommendations))
+        elif raw > current:
+            desired = min(raw, max(2 * current, current + 4))
+        desired = max(self.min_replicas, min(self.max_replicas, desired))
+        return desired, f"hpa-v2: {why} -> {raw}, {current} -> {desired}"
+
+    def _proposal(self, current: int, ratio: float) -> int:
+        if abs(ratio - 1) <= self.tolerance:
+            return current
+        return math.ceil(current * ratio - 1e-9)
+
+
 @dataclass(frozen=True)
 class PolicySpec:
     name: str
-    policy: ScalingPolicy | None  # None = static fleet sized for the trace's peak
+    policy: ScalingPolicy | None  # None = static fleet sized for the trace's peak (or the reference's)
+    # A reference autoscaler instead of this engine: made once per run, from (min, max instances).
+    reference: Callable[[int, int], HpaV2] | None = None
 
 
 
@@ -209,13 +274,14 @@ def simulate(trace: Trace, spec: PolicySpec, config: SimConfig = SimConfig(), *,
     policy = spec.policy
     if policy is not None:
         policy = dataclasses.replace(policy, min_instances=trace.min_instances, max_instances=trace.max_instances)
-    target = policy.target_utilization if policy else reference_target
-    tolerance = policy.tolerance if policy else reference_tolerance
+    scaler = spec.reference(trace.min_instances, trace.max_instances) if spec.reference else None
+    target = policy.target_utilization if policy else scaler.target_utilization if scaler else reference_target
+    tolerance = policy.tolerance if policy else scaler.tolerance if scaler else reference_tolerance
     per_instance_at_target = config.capacity_rpm * target
     tick = config.tick_s
     ticks = trace.duration_s // tick
 
-    if policy is None:
+    if policy is None and scaler is None:
         peak = max(trace.clean(t * tick) for t in range(ticks))
         active = _required(trace, peak, config, target)
     else:
@@ -293,23 +359,31 @@ def simulate(trace: Trace, spec: PolicySpec, config: SimConfig = SimConfig(), *,
                 ready[change] = t - change
 
         # Evaluation, as the periodic task does it.
-        if policy is None or (t + tick) % config.eval_interval_s:
+        if (policy is None and scaler is None) or (t + tick) % config.eval_interval_s:
             continue
         now = EPOCH + timedelta(seconds=t + tick)
-        state = dataclasses.replace(state, active=active, starting=len(starting))
         window = _window(samples, history, active, config)
         started = time.perf_counter()
-        decision = decide(policy, window, state, now)
+        if scaler is not None:
+            current = active + len(starting)
+            desired, reason = scaler.decide(window, active, len(starting), t + tick)
+            direction = Direction.UP if desired > current else Direction.DOWN if desired < current else Direction.NONE
+        else:
+            assert policy is not None
+            state = dataclasses.replace(state, active=active, starting=len(starting))
+            decision = decide(policy, window, state, now)
+            state = advance_state(state, decision)
+            if decision.skipped_by_cooldown:
+                result.skipped += 1
+            current, desired, reason = decision.current, decision.desired, decision.reason
+            direction = decision.direction if decision.would_act else Direction.NONE
         result.decide_seconds += time.perf_counter() - started
         result.decisions += 1
-        state = advance_state(state, decision)
-        if decision.skipped_by_cooldown:
-            result.skipped += 1
-        if not decision.would_act:
+        if direction == Direction.NONE:
             continue
-        active, starting = _apply(decision, active, starting, t + tick, rng, config)
+        active, starting = _apply(desired, active, starting, t + tick, rng, config)
         result.actions += 1
-        if decision.direction == Direction.UP:
+        if direction == Direction.UP:
             last_up_at = t + tick
             result.ups += 1
             for change in trace.changes:
@@ -320,12 +394,11 @@ def simulate(trace: Trace, spec: PolicySpec, config: SimConfig = SimConfig(), *,
             if last_up_at is not None and t + tick - last_up_at < FLAP_SECONDS:
                 result.flaps += 1
                 last_up_at = None
-        if last_direction is not None and decision.direction != last_direction:
+        if last_direction is not None and direction != last_direction:
             result.reversals += 1
-        last_direction = decision.direction
+        last_direction = direction
         if keep_events:
-            result.events.append((t + tick, str(decision.direction), decision.current, decision.desired,
-                                  decision.reason))
+            result.events.append((t + tick, str(direction), current, desired, reason))
 
     duration = ticks * tick
     result.provisioned_ratio = provisioned_time / required_time if required_time else float("nan")
@@ -358,9 +431,9 @@ def _window(samples: deque, history: list[float | None], active: int, config: Si
     )
 
 
-def _apply(decision: Decision, active: int, starting: list[float], t: float, rng: random.Random,
+def _apply(desired: int, active: int, starting: list[float], t: float, rng: random.Random,
            config: SimConfig) -> tuple[int, list[float]]:
-    change = decision.desired - (active + len(starting))
+    change = desired - (active + len(starting))
     if change > 0:
         starting = starting + [t + rng.uniform(config.startup_min_s, config.startup_max_s) for _ in range(change)]
     elif change < 0:

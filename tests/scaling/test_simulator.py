@@ -69,3 +69,29 @@ def test_prediction_cuts_the_morning_ramp_shortfall_by_half_at_little_extra_cost
     assert reactive.rampup_shortfall > 0
     assert predictive.rampup_shortfall <= 0.5 * reactive.rampup_shortfall
     assert predictive.instance_hours <= 1.05 * reactive.instance_hours
+
+
+def test_the_independent_hpa_v2_reference_follows_its_documented_rules() -> None:
+    from scaling.engine import MetricWindow
+    from scaling.engine.simulation import HpaV2
+
+    hpa = HpaV2(1, 100, queue_per_pod=None)
+    # Inside the 10 % tolerance: nothing.
+    assert hpa.decide(MetricWindow(utilization=0.65), 10, 0, 0.0)[0] == 10
+    # Up at most max(+100 %, +4) per period: 0.6 -> 3.0 asks for 5x.
+    assert hpa.decide(MetricWindow(utilization=3.0), 2, 0, 30.0)[0] == 6
+    assert hpa.decide(MetricWindow(utilization=3.0), 10, 0, 60.0)[0] == 20
+    # Pods still starting count as 0 %: 10 ready at 0.9 and 5 starting is 0.6 over 15: no change.
+    assert hpa.decide(MetricWindow(utilization=0.9), 10, 5, 90.0)[0] == 15
+    # Down: the highest recommendation of the last 300 s (20 at t=60) holds until it ages out.
+    assert hpa.decide(MetricWindow(utilization=0.3), 20, 0, 300.0)[0] == 20
+    assert hpa.decide(MetricWindow(utilization=0.3), 20, 0, 400.0)[0] == 10
+
+
+def test_the_engine_configured_as_hpa_and_the_independent_hpa_agree_on_the_traces() -> None:
+    for trace in (sim.step_trace(), sim.level_shift_trace(), sim.flash_crowd_trace()):
+        configured = sim.simulate(trace, sim.PolicySpec("engine as hpa", sim.hpa_reference_policy()), CONFIG)
+        independent = sim.simulate(trace, sim.PolicySpec("hpa", None, reference=lambda lo, hi: sim.HpaV2(lo, hi)),
+                                   CONFIG)  # fmt: skip
+        assert independent.ready_s == configured.ready_s, trace.name
+        assert abs(independent.failed_pct - configured.failed_pct) < 0.1, trace.name
