@@ -162,6 +162,7 @@ def default_specs(capacity_rpm: float) -> list[PolicySpec]:
             "engine defaults + predictive", engine_policy(predictive_mode="on", instance_capacity_rpm=capacity_rpm)
         ),
         PolicySpec("engine, defaults before", before_policy()),
+        PolicySpec("engine, demand trigger", ScalingPolicy(triggers=TriggerTargets(request_rate=capacity_rpm * 0.6))),
     ]
 
 
@@ -285,8 +286,8 @@ def check_targets(results: dict[tuple[str, str], RunResult], timings: dict[float
     crowd = next((trace for trace in traces if trace.startswith("flash crowd")), None)
     shift = next((trace for trace in traces if trace.startswith("level shift")), None)
     wave = next((trace for trace in traces if trace.startswith("on/off")), None)
-    for name in ("engine defaults", "engine seed thresholds", "engine, defaults before", "hpa v2 (independent)",
-                 "keda-like (request rate)"):
+    for name in ("engine defaults", "engine seed thresholds", "engine, defaults before", "engine, demand trigger",
+                 "hpa v2 (independent)", "keda-like (request rate)"):
         if crowd:
             result = results[(crowd, name)]
             (ready,) = result.ready_s

@@ -12,6 +12,7 @@ class ScalingTrigger(models.TextChoices):
     RESPONSE_TIME = "response_time", "p95 response time"
     ERROR_RATE = "error_rate", "Error rate"
     QUEUE_LENGTH = "queue_length", "Queue length"
+    REQUEST_RATE = "request_rate", "Request rate"
     PREDICTIVE = "predictive", "Predicted load"
     SCHEDULE = "schedule", "Schedule"
     MANUAL = "manual", "Manual"

@@ -36,6 +36,9 @@ class TriggerTargetsSerializer(StrictFieldsMixin, serializers.Serializer):
     response_time_p95_ms = _float(allow_null=True, help_text="p95 latency target, milliseconds.")
     error_rate = _float(allow_null=True, help_text="Error-rate target, a fraction (0.05 = 5 %).")
     queue_length = _float(allow_null=True, help_text="Waiting requests per instance.")
+    request_rate = _float(
+        allow_null=True, help_text="Requests per minute per instance (the demand signal: scale on arrivals)."
+    )
 
 
 class ScheduleWindowSerializer(StrictFieldsMixin, serializers.Serializer):

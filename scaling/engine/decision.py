@@ -71,7 +71,7 @@ _EPSILON = 1e-9
 
 # Order of preference when two triggers propose the same size.
 _TRIGGER_ORDER = (Trigger.UTILIZATION, Trigger.RESPONSE_TIME, Trigger.ERROR_RATE, Trigger.QUEUE_LENGTH,
-                  Trigger.PREDICTIVE)
+                  Trigger.REQUEST_RATE, Trigger.PREDICTIVE)
 
 
 def _ceil(value: float) -> int:
@@ -290,6 +290,7 @@ _UNITS = {
     Trigger.RESPONSE_TIME: ("p95 latency", "{:.0f} ms"),
     Trigger.ERROR_RATE: ("error rate", "{:.3f}"),
     Trigger.QUEUE_LENGTH: ("queue", "{:.1f}"),
+    Trigger.REQUEST_RATE: ("request rate", "{:.0f} req/min"),
     Trigger.PREDICTIVE: ("predicted peak", "{:.1f} req/min"),
 }
 
@@ -379,16 +380,17 @@ def _pressure_proposal(trigger: Trigger, value: float | None, target: float, pol
     return TriggerProposal(trigger, value, target, ratio, proposal)
 
 
-def _queue_proposal(value: float | None, target: float, policy: ScalingPolicy, state: GroupState
-                    ) -> TriggerProposal:
+def _per_instance_proposal(trigger: Trigger, value: float | None, target: float, policy: ScalingPolicy,
+                           state: GroupState) -> TriggerProposal:
+    """Queue length and request rate: a group total with a target per instance (HPA's AverageValue)."""
     if not _usable(value):
-        return TriggerProposal(Trigger.QUEUE_LENGTH, None, target, None, None)
+        return TriggerProposal(trigger, None, target, None, None)
     assert value is not None
     if state.current == 0:
-        return TriggerProposal(Trigger.QUEUE_LENGTH, value, target, None, _ceil(value / target))
+        return TriggerProposal(trigger, value, target, None, _ceil(value / target))
     ratio = value / (target * state.current)
     proposal, _ = _proportional(state.current, ratio, policy.tolerance)
-    return TriggerProposal(Trigger.QUEUE_LENGTH, value, target, ratio, proposal)
+    return TriggerProposal(trigger, value, target, ratio, proposal)
 
 
 def _predictive_proposal(policy: ScalingPolicy, window: MetricWindow, state: GroupState
@@ -482,7 +484,11 @@ def decide(policy: ScalingPolicy, window: MetricWindow, state: GroupState, now: 
     if targets.error_rate is not None:
         proposals.append(_pressure_proposal(Trigger.ERROR_RATE, window.error_rate, targets.error_rate, policy, state))
     if targets.queue_length is not None:
-        proposals.append(_queue_proposal(window.queue_length, targets.queue_length, policy, state))
+        proposals.append(_per_instance_proposal(Trigger.QUEUE_LENGTH, window.queue_length, targets.queue_length,
+                                                policy, state))
+    if targets.request_rate is not None:
+        proposals.append(_per_instance_proposal(Trigger.REQUEST_RATE, window.request_rate, targets.request_rate,
+                                                policy, state))
 
     # 3. The largest proposal wins; a missing metric blocks scale-down, for MISSING_BLOCK_SECONDS.
     available = [p for p in proposals if p.proposal is not None]

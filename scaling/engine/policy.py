@@ -35,6 +35,7 @@ class Trigger(StrEnum):
     RESPONSE_TIME = "response_time"
     ERROR_RATE = "error_rate"
     QUEUE_LENGTH = "queue_length"
+    REQUEST_RATE = "request_rate"
     PREDICTIVE = "predictive"
     SCHEDULE = "schedule"
     MANUAL = "manual"
@@ -78,16 +79,19 @@ def _checked_keys(cls: type, data: dict[str, Any]) -> None:
 class TriggerTargets:
     """Targets of the triggers besides utilisation; ``None`` switches a trigger off.
 
-    Keys match ``ProviderGroup.triggers``. ``queue_length`` is waiting requests *per instance*.
+    Keys match ``ProviderGroup.triggers``. ``queue_length`` is waiting requests *per instance*;
+    ``request_rate`` is requests per minute *per instance* (the demand signal, as KEDA scales on it:
+    desired = ceil(request rate / target), a backlog or not).
     """
 
     response_time_p95_ms: float | None = None
     error_rate: float | None = None
     queue_length: float | None = None
+    request_rate: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"response_time_p95_ms": self.response_time_p95_ms, "error_rate": self.error_rate,
-                "queue_length": self.queue_length}
+                "queue_length": self.queue_length, "request_rate": self.request_rate}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> TriggerTargets:

@@ -136,7 +136,8 @@ def test_the_seed_auto_scaling_body_and_the_rest_of_the_policy(api_client):
     assert response.status_code == 200, response.json()
     body = response.json()
     assert (body["auto_scaling_enabled"], body["max_instances"], body["scale_up_cooldown"]) == (True, 12, 120)
-    assert body["triggers"] == {"response_time_p95_ms": 2500.0, "error_rate": 0.05, "queue_length": 4.0}
+    assert body["triggers"] == {"response_time_p95_ms": 2500.0, "error_rate": 0.05, "queue_length": 4.0,
+                                "request_rate": None}
     assert body["schedules"][0]["name"] == "office" and body["schedules"][0]["end"] == "18:00"
     assert body["predictive_mode"] == "forecast_only"
     # Fields not given keep their values.

@@ -171,6 +171,18 @@ def test_missing_utilisation_blocks_a_scale_down_for_as_long_as_the_outage_lasts
     assert "no scale-down while a metric is missing (utilization)" in decision.reason
 
 
+def test_the_request_rate_trigger_sizes_the_group_on_demand_even_when_utilisation_is_capped() -> None:
+    # 10 instances saturated (utilisation 1.0) while 3,000 req/min arrive, 100 per instance at target:
+    # utilisation can only ask for ceil(10 / 0.6) = 17; the demand signal asks for 30.
+    demand = {"triggers": TriggerTargets(request_rate=100.0), "scale_up_limit_percent": 300.0}
+    decision = decide(policy(**demand), U(1.0, request_rate=3000.0), S(10), NOW)
+
+    assert (decision.direction, decision.desired, decision.trigger) == (Direction.UP, 30, Trigger.REQUEST_RATE)
+    assert "request rate 3000 req/min" in decision.reason
+    idle = decide(policy(**demand, scale_down_stabilization_seconds=0), U(0.1, request_rate=300.0), S(10), NOW)
+    assert (idle.direction, idle.desired) == (Direction.DOWN, 5)  # -50 % per step towards 3
+
+
 def test_the_reason_says_what_happened_with_the_numbers() -> None:
     decision = decide(policy(max_instances=12), U(0.9), S(10), NOW)
 
