@@ -10,6 +10,7 @@ benchmark's traces and policies and writes the report.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import random
 import sys
@@ -113,12 +114,34 @@ def square_wave_trace(duration_s: int = 4 * 3600, period_s: float = 900.0, low: 
                  noise=0.03, min_instances=2, seed=19)
 
 
+def pareto_trace(duration_s: int = 4 * 3600, mean: float = 700.0, alpha: float = 1.5, seed: int = 20) -> Trace:
+    """Bursts around a flat mean: each minute's load is mean x a Pareto(alpha) draw scaled to mean 1."""
+    draw = random.Random(seed)
+    scale = (alpha - 1) / alpha  # a Pareto(alpha) with minimum `scale` has mean 1
+    minutes = [mean * min(5.0, scale * draw.paretovariate(alpha)) for _ in range(duration_s // 60 + 1)]
+    return Trace(f"pareto bursts a={alpha:g}", duration_s, lambda t: minutes[int(t // 60)], min_instances=2, seed=seed)
+
+
+def slow_ramp_trace(duration_s: int = 6 * 3600, low: float = 300.0, factor: float = 5.0) -> Trace:
+    """1x -> 5x over the whole trace: a slow, steady rise."""
+    return Trace(f"slow ramp x{factor:g}", duration_s, lambda t: low * (1 + (factor - 1) * t / duration_s),
+                 noise=0.05, min_instances=2, seed=21)
+
+
+def outage_trace(duration_s: int = 2 * 3600, rpm: float = 700.0) -> Trace:
+    """Flat load with a 10-minute metrics outage after an hour: nothing is measured, the load goes on."""
+    return Trace("metrics outage 10 min", duration_s, lambda t: rpm, noise=0.05, min_instances=2, seed=22,
+                 outages=((3600.0, 4200.0),))
+
+
 def all_traces(quick: bool = False) -> list[Trace]:
     if quick:
         return [flat_trace(3600), step_trace(), ramp_trace(), sine_trace(2 * 3600), spikes_trace(),
-                daily_trace(DAY // 2), flash_crowd_trace(), level_shift_trace(), square_wave_trace(2 * 3600)]
+                daily_trace(DAY // 2), flash_crowd_trace(), level_shift_trace(), square_wave_trace(2 * 3600),
+                pareto_trace(3600), outage_trace()]
     return [flat_trace(), step_trace(), ramp_trace(), sine_trace(), spikes_trace(), flash_crowd_trace(),
-            level_shift_trace(), square_wave_trace(), daily_trace(),
+            level_shift_trace(), square_wave_trace(), pareto_trace(), slow_ramp_trace(), outage_trace(),
+            daily_trace(),
             daily_trace(history_days=0)]
 
 
@@ -204,6 +227,23 @@ def time_many_groups(groups: int = 1000, predictive_share: float = 0.0, repeats:
     return best
 
 
+def seed_spread(config: SimConfig, seeds: range = range(1, 6)) -> list[str]:
+    """The goal traces again under other seeds (start-up delays and per-minute noise): each figure's range."""
+    specs = {spec.name: spec for spec in default_specs(config.capacity_rpm)}
+    lines = []
+    for make in (flash_crowd_trace, level_shift_trace, square_wave_trace):
+        for name in ("engine defaults", "engine, demand trigger", "hpa v2 (independent)"):
+            runs = [simulate(dataclasses.replace(make(), seed=seed), specs[name],
+                             dataclasses.replace(config, seed=seed)) for seed in seeds]  # fmt: skip
+            failed = [run.failed_pct for run in runs]
+            ready = [run.ready_s[0] for run in runs if run.ready_s and run.ready_s[0] is not None]
+            flaps = [run.flaps for run in runs]
+            ready_text = f"{min(ready):.0f}-{max(ready):.0f} s" if len(ready) == len(runs) else "-"
+            lines.append(f"{runs[0].trace:<22} {name:<26} failed {min(failed):.2f}-{max(failed):.2f} %, "
+                         f"in band {ready_text}, flaps {min(flaps)}-{max(flaps)}")
+    return lines
+
+
 # --- report -----------------------------------------------------------------------------------
 
 
@@ -227,6 +267,10 @@ def main(argv: list[str] | None = None) -> int:
             print(format_row(result))
             for event in result.events:
                 print(f"    t={event[0]:>7.0f}s {event[1]:<4} {event[2]:>3} -> {event[3]:<3} {event[4]}")
+    if not args.only and not args.quick:
+        print("\n== five seeds (start-up delays and noise): min - max")
+        for line in seed_spread(config):
+            print("  " + line)
     print("\n== decide() for 1,000 groups (best of 5)")
     timings = {share: time_many_groups(predictive_share=share) for share in (0.0, 0.1, 1.0)}
     for share, seconds in timings.items():
@@ -305,6 +349,19 @@ def check_targets(results: dict[tuple[str, str], RunResult], timings: dict[float
             ok = result.flaps <= 2 and result.failed_pct <= 2.0
             lines.append(f"{verdict(ok)} 15-min on/off wave: <= 2 flaps and <= 2 % failed, {name}: "
                          f"{result.flaps} flaps, {result.failed_pct:.2f} %")
+    pareto = next((trace for trace in traces if trace.startswith("pareto")), None)
+    outage = next((trace for trace in traces if trace.startswith("metrics outage")), None)
+    for name in ("engine defaults", "engine, demand trigger"):
+        if pareto:
+            result = results[(pareto, name)]
+            hours = result.duration_s / 3600
+            lines.append(f"{verdict(result.flaps <= 10 * hours / 4)} Pareto bursts: <= 10 flaps per 4 h, {name}: "
+                         f"{result.flaps} flaps in {hours:g} h")
+        if outage:
+            result = results[(outage, name)]
+            ok = result.outage_downs <= 1 and result.outage_failed == 0
+            lines.append(f"{verdict(ok)} a 10-minute metrics outage: at most one step down and no failed request, "
+                         f"{name}: {result.outage_downs} scale-downs, {result.outage_failed:.0f} failed")
     for trace in sorted(traces):
         reactive, predictive = results[(trace, "engine defaults")], results[(trace, "engine defaults + predictive")]
         extra = predictive.instance_hours / reactive.instance_hours - 1 if reactive.instance_hours else 0.0

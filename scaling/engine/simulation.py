@@ -81,6 +81,10 @@ class Trace:
     max_instances: int = 60
     history_prefix_s: int = 0  # per-minute history available before t = 0 (for the forecast)
     seed: int = 1
+    outages: tuple[tuple[float, float], ...] = ()  # (start, end) s: the metrics pipeline reports nothing
+
+    def in_outage(self, t: float) -> bool:
+        return any(start <= t < end for start, end in self.outages)
 
     def noise_factor(self, minute: int) -> float:
         if not self.noise:
@@ -247,6 +251,8 @@ class RunResult:
     skipped: int = 0
     reversals: int = 0
     flaps: int = 0  # a scale-up followed by a scale-down within FLAP_SECONDS
+    outage_downs: int = 0  # scale-downs decided while the metrics were out (Trace.outages)
+    outage_failed: float = 0.0  # requests failed while the metrics were out
     provisioned_ratio: float = 0.0
     instance_hours: float = 0.0
     deficit_pct: float = 0.0
@@ -331,6 +337,8 @@ def simulate(trace: Trace, spec: PolicySpec, config: SimConfig = SimConfig(), *,
         minute_arrivals += arrivals
         arrived_total += arrivals
         failed_total += failed
+        if trace.in_outage(t):
+            result.outage_failed += failed
         if (step + 1) % (60 // tick) == 0:
             history.append(minute_arrivals)
             minute_arrivals = 0.0
@@ -362,7 +370,8 @@ def simulate(trace: Trace, spec: PolicySpec, config: SimConfig = SimConfig(), *,
         if (policy is None and scaler is None) or (t + tick) % config.eval_interval_s:
             continue
         now = EPOCH + timedelta(seconds=t + tick)
-        window = _window(samples, history, active, config)
+        outage = trace.in_outage(t + tick)
+        window = MetricWindow(request_rate_history=history) if outage else _window(samples, history, active, config)
         started = time.perf_counter()
         if scaler is not None:
             current = active + len(starting)
@@ -391,6 +400,7 @@ def simulate(trace: Trace, spec: PolicySpec, config: SimConfig = SimConfig(), *,
                     reaction[change] = t + tick - change
         else:
             result.downs += 1
+            result.outage_downs += outage
             if last_up_at is not None and t + tick - last_up_at < FLAP_SECONDS:
                 result.flaps += 1
                 last_up_at = None
