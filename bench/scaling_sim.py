@@ -134,6 +134,14 @@ def outage_trace(duration_s: int = 2 * 3600, rpm: float = 700.0) -> Trace:
                  outages=((3600.0, 4200.0),))
 
 
+def shifted_daily_trace(factor: float, duration_s: int = 2 * DAY) -> Trace:
+    """The daily cycle with two days of history, whose level changes for good (x factor) after a day:
+    what a forecast fitted on the old level gets wrong."""
+    return Trace(f"daily, x{factor:g} after a day", duration_s,
+                 lambda t: daily_clean(t) * (factor if t >= DAY else 1.0), noise=0.05, min_instances=2,
+                 history_prefix_s=2 * DAY, seed=23)
+
+
 def all_traces(quick: bool = False) -> list[Trace]:
     if quick:
         return [flat_trace(3600), step_trace(), ramp_trace(), sine_trace(2 * 3600), spikes_trace(),
@@ -141,7 +149,7 @@ def all_traces(quick: bool = False) -> list[Trace]:
                 pareto_trace(3600), outage_trace()]
     return [flat_trace(), step_trace(), ramp_trace(), sine_trace(), spikes_trace(), flash_crowd_trace(),
             level_shift_trace(), square_wave_trace(), pareto_trace(), slow_ramp_trace(), outage_trace(),
-            daily_trace(),
+            shifted_daily_trace(0.5), shifted_daily_trace(2.0), daily_trace(),
             daily_trace(history_days=0)]
 
 
