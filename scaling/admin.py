@@ -120,6 +120,7 @@ class ProviderGroupAdmin(admin.ModelAdmin):
                     ("scale_up_limit_percent", "scale_up_limit_instances", "scale_down_limit_percent"),
                     "triggers",
                     ("predictive_mode", "instance_capacity_rpm", "forecast_horizon_seconds"),
+                    ("forecast_season_minutes", "forecast_seasonality"),
                     "schedules",
                     "paused_until",
                     "policy_warnings",

@@ -42,3 +42,8 @@ class PredictiveMode(models.TextChoices):
     OFF = "off", "Off"
     ON = "on", "On"
     FORECAST_ONLY = "forecast_only", "Forecast only"
+
+
+class Seasonality(models.TextChoices):
+    ADDITIVE = "additive", "Additive (the swing is the same at any level)"
+    MULTIPLICATIVE = "multiplicative", "Multiplicative (the swing scales with the level)"

@@ -14,6 +14,7 @@ from scaling.choices import (
     ScalingDirection,
     ScalingEventStatus,
     ScalingTrigger,
+    Seasonality,
 )
 
 
@@ -53,6 +54,10 @@ class ProviderGroup(models.Model):
         null=True, blank=True, help_text="Requests/minute one instance serves at 100 %; blank: estimated."
     )
     forecast_horizon_seconds = models.PositiveIntegerField(default=180)
+    forecast_season_minutes = models.PositiveIntegerField(
+        default=1440, help_text="The traffic's season in minutes (1440: a day), 10 to 2160."
+    )
+    forecast_seasonality = models.CharField(max_length=16, choices=Seasonality.choices, default=Seasonality.ADDITIVE)
     schedules = models.JSONField(default=list, blank=True, help_text="Cron windows that raise min/max.")
     paused_until = models.DateTimeField(null=True, blank=True, help_text="Manual scaling pauses automation.")
 

@@ -76,6 +76,8 @@ POLICY_FIELDS = (
     "predictive_mode",
     "instance_capacity_rpm",
     "forecast_horizon_seconds",
+    "forecast_season_minutes",
+    "forecast_seasonality",
     "schedules",
 )
 DESCRIPTIVE_FIELDS = ("group_name", "provider_type", "model_name", "description")

@@ -11,7 +11,14 @@ from rest_framework import serializers
 from instances.choices import ProviderType
 from ishchat.api import StrictFieldsMixin, offset_field
 from scaling import selectors, services
-from scaling.choices import PredictiveMode, ScalingBackend, ScalingDirection, ScalingEventStatus, ScalingTrigger
+from scaling.choices import (
+    PredictiveMode,
+    ScalingBackend,
+    ScalingDirection,
+    ScalingEventStatus,
+    ScalingTrigger,
+    Seasonality,
+)
 from scaling.engine.decision import DECISION_VERSION
 from scaling.models import ProviderGroup, ScalingEvent
 
@@ -75,6 +82,8 @@ class PolicyFieldsSerializer(StrictFieldsMixin, serializers.Serializer):
     forecast_horizon_seconds = serializers.IntegerField(
         required=False, min_value=INT_MIN, max_value=services.MAX_FORECAST_HORIZON_SECONDS
     )
+    forecast_season_minutes = _int(help_text="The traffic's season, minutes (1440: a day).")
+    forecast_seasonality = serializers.ChoiceField(choices=Seasonality.choices, required=False)
     # many=True passes max_length on to the ListSerializer; the stub's BaseSerializer.__init__ omits it.
     schedules = ScheduleWindowSerializer(many=True, required=False, max_length=MAX_SCHEDULES)  # type: ignore[call-arg]
     backend = serializers.ChoiceField(choices=ScalingBackend.choices, required=False)

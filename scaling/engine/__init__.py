@@ -21,6 +21,7 @@ from scaling.engine.policy import (
     MetricWindow,
     PredictiveMode,
     ScalingPolicy,
+    Seasonality,
     Trigger,
     TriggerTargets,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "PredictiveMode",
     "ScalingPolicy",
     "ScheduledWindow",
+    "Seasonality",
     "Trigger",
     "TriggerProposal",
     "TriggerTargets",

@@ -44,13 +44,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from scaling.engine.forecast import Forecast, forecast_request_rate, horizon_steps
+from scaling.engine.forecast import Forecast, ForecastSettings, forecast_request_rate, horizon_steps
 from scaling.engine.policy import (
     Direction,
     GroupState,
     MetricWindow,
     PredictiveMode,
     ScalingPolicy,
+    Seasonality,
     Trigger,
     parse_moment,
     require_aware,
@@ -395,7 +396,10 @@ def _per_instance_proposal(trigger: Trigger, value: float | None, target: float,
 
 def _predictive_proposal(policy: ScalingPolicy, window: MetricWindow, state: GroupState
                          ) -> tuple[TriggerProposal | None, Forecast, float | None, str]:
-    forecast = forecast_request_rate(window.request_rate_history, horizon_steps(policy.forecast_horizon_seconds))
+    settings = ForecastSettings(season_minutes=policy.forecast_season_minutes,
+                                multiplicative=policy.forecast_seasonality == Seasonality.MULTIPLICATIVE)
+    forecast = forecast_request_rate(window.request_rate_history, horizon_steps(policy.forecast_horizon_seconds),
+                                     settings)
     capacity, source = policy.instance_capacity_rpm, "policy"
     if capacity is None:
         capacity, source = None, "none"

@@ -1,6 +1,6 @@
 """Forecast a group's request rate from its per-minute history.
 
-* Two full seasons (days) or more: additive Holt-Winters, season = 1,440 minutes::
+* Two full seasons or more: Holt-Winters, season = ``season_minutes`` (1,440: a day), additive::
 
       level_t    = a (x_t - s_{t-m}) + (1 - a)(level_{t-1} + trend_{t-1})
       trend_t    = b (level_t - level_{t-1}) + (1 - b) trend_{t-1}
@@ -10,7 +10,10 @@
   Initialised from the first two seasons used: level = mean of season 1, trend = (mean of season 2
   - mean of season 1) / m, s_i = mean over both seasons of (x - that season's mean), smoothed with
   a short circular moving average so one noisy minute yesterday does not become a spike tomorrow.
-  Only the last ``max_history_days`` are used, which bounds the cost (one pass, about 0.2 µs a point).
+  Only the last ``max_history_days`` seasons are used, which bounds the cost (one pass, about 0.2 µs
+  a point). ``multiplicative``: the season scales the level instead (``x / s`` in the level,
+  ``x / level`` in the season, ``(level + h trend) x s`` ahead), for traffic whose daily swing grows
+  and shrinks with it; seasonal factors start at the ratio of each minute to its season's mean.
 * Fewer than two seasons: least-squares line through the last ``trend_minutes`` points, its
   slope kept only when significant (|slope| >= 2 standard errors), else the recent mean.
 * Fewer than ``min_points`` usable points: no forecast.
@@ -52,7 +55,8 @@ class ForecastSettings:
     beta: float = 0.001
     gamma: float = 0.1
     seasonal_smoothing_minutes: int = 31
-    max_history_days: int = 3
+    max_history_days: int = 3  # seasons of history used, at most
+    multiplicative: bool = False
     trend_minutes: int = 30
     min_points: int = 5
 
@@ -142,12 +146,17 @@ def _holt_winters(series: Sequence[float], steps: int, settings: ForecastSetting
     n = len(series)
     if n < 2 * m:
         raise ValueError(f"Holt-Winters needs two seasons ({2 * m} points), got {n}")
+    multiplicative = settings.multiplicative
     first_mean = sum(series[:m]) / m
     second_mean = sum(series[m:2 * m]) / m
     level = first_mean
     trend = (second_mean - first_mean) / m
-    offset = (first_mean + second_mean) / 2
-    seasonal = [(first + second) / 2 - offset for first, second in zip(series[:m], series[m:2 * m], strict=True)]
+    if multiplicative:
+        first, second = max(first_mean, 1e-9), max(second_mean, 1e-9)
+        seasonal = [(x / first + y / second) / 2 for x, y in zip(series[:m], series[m:2 * m], strict=True)]
+    else:
+        offset = (first_mean + second_mean) / 2
+        seasonal = [(x + y) / 2 - offset for x, y in zip(series[:m], series[m:2 * m], strict=True)]
     seasonal = _smooth_circular(seasonal, settings.seasonal_smoothing_minutes)
     a, b, g = settings.alpha, settings.beta, settings.gamma
     keep_a, keep_b, keep_g = 1 - a, 1 - b, 1 - g
@@ -157,15 +166,24 @@ def _holt_winters(series: Sequence[float], steps: int, settings: ForecastSetting
     for index, value in enumerate(series):
         season = seasonal[k]
         if index >= scored_from and value > 0:
-            errors.append(abs(max(0.0, level + trend + season) - value) / value)
+            ahead = (level + trend) * season if multiplicative else level + trend + season
+            errors.append(abs(max(0.0, ahead) - value) / value)
         previous = level
-        level = a * (value - season) + keep_a * (level + trend)
-        trend = b * (level - previous) + keep_b * trend
-        seasonal[k] = g * (value - level) + keep_g * season
+        if multiplicative:
+            level = a * (value / season if season > 1e-9 else level) + keep_a * (level + trend)
+            trend = b * (level - previous) + keep_b * trend
+            seasonal[k] = g * (value / level if level > 1e-9 else season) + keep_g * season
+        else:
+            level = a * (value - season) + keep_a * (level + trend)
+            trend = b * (level - previous) + keep_b * trend
+            seasonal[k] = g * (value - level) + keep_g * season
         k += 1
         if k == m:
             k = 0
-    values = [max(0.0, level + h * trend + seasonal[(n + h - 1) % m]) for h in range(1, steps + 1)]
+    if multiplicative:
+        values = [max(0.0, (level + h * trend) * seasonal[(n + h - 1) % m]) for h in range(1, steps + 1)]
+    else:
+        values = [max(0.0, level + h * trend + seasonal[(n + h - 1) % m]) for h in range(1, steps + 1)]
     return values, (sum(errors) / len(errors) if errors else None)
 
 

@@ -50,6 +50,13 @@ class PredictiveMode(StrEnum):
     FORECAST_ONLY = "forecast_only"
 
 
+class Seasonality(StrEnum):
+    """Same values as ``scaling.choices.Seasonality``: how the season combines with the level."""
+
+    ADDITIVE = "additive"  # the day adds the same requests whatever the level
+    MULTIPLICATIVE = "multiplicative"  # the day scales with the level (a growing service's peaks grow)
+
+
 def to_iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
 
@@ -100,6 +107,11 @@ class TriggerTargets:
         return cls(**{k: (None if v is None else float(v)) for k, v in data.items()})
 
 
+# A season needs two of itself in the history the metric window keeps (three days of minutes).
+MIN_SEASON_MINUTES = 10
+MAX_SEASON_MINUTES = 2160
+
+
 @dataclass(frozen=True, slots=True)
 class ScalingPolicy:
     """How a group scales.
@@ -137,10 +149,15 @@ class ScalingPolicy:
     instance_capacity_rpm: float | None = None
     # How far ahead prediction looks: the slowest start-up plus one evaluation interval.
     forecast_horizon_seconds: int = 180
+    # The traffic's season, in minutes (a day; 720 for a twice-daily pattern; at most half the
+    # history kept, MAX_SEASON_MINUTES), and how it combines with the level.
+    forecast_season_minutes: int = 1440
+    forecast_seasonality: Seasonality = Seasonality.ADDITIVE
     schedules: Sequence[ScheduledWindow] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "predictive_mode", PredictiveMode(self.predictive_mode))
+        object.__setattr__(self, "forecast_seasonality", Seasonality(self.forecast_seasonality))
         object.__setattr__(self, "schedules", tuple(self.schedules))
 
     def errors(self) -> list[str]:
@@ -177,6 +194,8 @@ class ScalingPolicy:
             problems.append("triggers.error_rate is a fraction and must be <= 1")
         if self.instance_capacity_rpm is not None and not self.instance_capacity_rpm > 0:
             problems.append("instance_capacity_rpm must be positive")
+        if not (MIN_SEASON_MINUTES <= self.forecast_season_minutes <= MAX_SEASON_MINUTES):
+            problems.append(f"forecast_season_minutes must be in [{MIN_SEASON_MINUTES}, {MAX_SEASON_MINUTES}]")
         for window in self.schedules:
             problems.extend(f"schedule {window.name!r}: {problem}" for problem in window.errors())
         return problems
@@ -193,6 +212,7 @@ class ScalingPolicy:
     def to_dict(self) -> dict[str, Any]:
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["predictive_mode"] = str(self.predictive_mode)
+        data["forecast_seasonality"] = str(self.forecast_seasonality)
         data["triggers"] = self.triggers.to_dict()
         data["schedules"] = [window.to_dict() for window in self.schedules]
         return data

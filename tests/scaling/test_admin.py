@@ -41,6 +41,7 @@ def form_data(group: ProviderGroup, **changes: Any) -> dict[str, Any]:
         "scale_down_limit_percent": group.scale_down_limit_percent, "triggers": "{}",
         "predictive_mode": group.predictive_mode, "instance_capacity_rpm": "",
         "forecast_horizon_seconds": group.forecast_horizon_seconds, "schedules": "[]", "backend": group.backend,
+        "forecast_season_minutes": group.forecast_season_minutes, "forecast_seasonality": group.forecast_seasonality,
         "backend_settings": '{"drain_timeout_seconds": 120}', "backend_secret": "",
     }
     data.update(changes)

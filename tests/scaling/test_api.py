@@ -414,3 +414,17 @@ def test_a_trigger_the_provider_cannot_publish_is_a_warning_in_the_api_admin_and
     assert "Policy warning: triggers.queue_length" in page.content.decode()
     admin = client.get(f"/admin/scaling/providergroup/{group_id}/change/")
     assert "openai instances publish no queue length" in admin.content.decode()
+
+
+def test_the_forecast_season_is_part_of_the_policy_and_checked(api_client):
+    group = make_group("seasonal")
+    url = f"/api/instances/groups/{group.pk}/auto-scaling"
+
+    ok = api_client.post(url, {"forecast_season_minutes": 600, "forecast_seasonality": "multiplicative"}, format="json")
+    bad = api_client.post(url, {"forecast_season_minutes": 5000}, format="json")
+
+    assert ok.status_code == 200, ok.content
+    assert (ok.json()["forecast_season_minutes"], ok.json()["forecast_seasonality"]) == (600, "multiplicative")
+    assert bad.status_code == 400 and "forecast_season_minutes" in bad.json()
+    group.refresh_from_db()
+    assert group.forecast_season_minutes == 600

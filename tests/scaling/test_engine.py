@@ -440,6 +440,18 @@ def test_a_predictive_decision_stores_its_three_days_of_history_by_digest_in_und
     assert replay(record, history=days) == decision
 
 
+def test_the_policy_season_and_seasonality_reach_the_forecast() -> None:
+    ten_hours = [800.0 + 400.0 * math.sin(2 * math.pi * minute / 600) for minute in range(3 * 1440)]
+    daily = decide(predictive("forecast_only"), U(0.6, request_rate_history=ten_hours), S(12), NOW)
+    own = decide(predictive("forecast_only", forecast_season_minutes=600, forecast_seasonality="multiplicative"),
+                 U(0.6, request_rate_history=ten_hours), S(12), NOW)  # fmt: skip
+
+    assert daily.forecast is not None and own.forecast is not None
+    assert own.forecast.trailing_error is not None and daily.forecast.trailing_error is not None
+    assert own.forecast.trailing_error < daily.forecast.trailing_error
+    assert policy(forecast_season_minutes=5).errors() == ["forecast_season_minutes must be in [10, 2160]"]
+
+
 def test_prediction_never_removes_capacity_the_reactive_result_keeps() -> None:
     falling = tuple(reversed(RISING))
     decision = decide(predictive("on"), U(0.9, request_rate_history=falling), S(10), NOW)

@@ -123,3 +123,34 @@ def test_holt_winters_reports_a_small_trailing_error_on_a_regular_day_and_a_larg
     assert regular.method == "holt_winters" and regular.trailing_error is not None
     assert regular.trailing_error < 0.02
     assert halved.trailing_error is not None and halved.trailing_error > 0.3
+
+
+def test_a_season_other_than_a_day_is_forecast_with_its_own_length():
+    from scaling.engine.forecast import ForecastSettings, forecast_request_rate
+
+    ten_hours = [800.0 + 400.0 * math.sin(2 * math.pi * minute / 600) for minute in range(3 * 1440)]
+    daily = forecast_request_rate(ten_hours, 3)
+    own = forecast_request_rate(ten_hours, 3, ForecastSettings(season_minutes=600))
+
+    assert daily.trailing_error is not None and own.trailing_error is not None
+    assert own.trailing_error < 0.01 < daily.trailing_error
+    assert own.values[0] == pytest.approx(800.0 + 400.0 * math.sin(2 * math.pi * (3 * 1440) / 600), rel=0.02)
+
+
+def test_multiplicative_seasonality_keeps_the_swing_in_proportion_after_the_level_halves():
+    from scaling.engine.forecast import ForecastSettings, forecast_request_rate
+
+    # Two days at 1,000 req/min +-60 %, then a day at 500 +-60 %: the swing shrinks with the level.
+    def load(minute: int) -> float:
+        return (1000.0 if minute < 2880 else 500.0) * (1 + 0.6 * math.sin(2 * math.pi * minute / 1440))
+
+    history = [load(minute) for minute in range(4320)]
+
+    def error_ahead(settings: ForecastSettings) -> float:
+        values = forecast_request_rate(history, 360, settings).values
+        return sum(abs(v - load(4320 + i)) / load(4320 + i) for i, v in enumerate(values)) / len(values)
+
+    additive, multiplicative = error_ahead(ForecastSettings()), error_ahead(ForecastSettings(multiplicative=True))
+    assert multiplicative < 0.06 and additive > 0.2  # the next 6 hours: 5 % off against 26 %
+    trailing = forecast_request_rate(history, 3, ForecastSettings(multiplicative=True)).trailing_error
+    assert trailing is not None and trailing < 0.01
