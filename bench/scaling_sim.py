@@ -86,7 +86,8 @@ def spikes_trace(duration_s: int = 3 * 3600) -> Trace:
             if start <= t < start + length:
                 return 1250.0
         return 500.0
-    return Trace("spikes x2.5", duration_s, clean, noise=0.03, changes=starts, min_instances=2, seed=16)
+    ends = tuple(start + length for start, length in zip(starts, lengths, strict=True))
+    return Trace("spikes x2.5", duration_s, clean, noise=0.03, changes=starts, drops=ends, min_instances=2, seed=16)
 
 
 def flash_crowd_trace(duration_s: int = 90 * 60, base: float = 600.0, factor: float = 10.0,
@@ -97,8 +98,8 @@ def flash_crowd_trace(duration_s: int = 90 * 60, base: float = 600.0, factor: fl
             return base
         return base * (1 + (factor - 1) * min(1.0, (t - at) / rise_s))
     # Reaction and readiness are measured from the moment the crowd is complete (rise_s after onset).
-    return Trace(f"flash crowd x{factor:g}", duration_s, clean, noise=0.03, changes=(at + rise_s,), min_instances=2,
-                 max_instances=150, seed=17)
+    return Trace(f"flash crowd x{factor:g}", duration_s, clean, noise=0.03, changes=(at + rise_s,),
+                 drops=(at + length_s,), min_instances=2, max_instances=150, seed=17)
 
 
 def level_shift_trace(duration_s: int = 3600, base: float = 600.0, factor: float = 2.0, at: float = 1200.0) -> Trace:
@@ -335,7 +336,16 @@ def check_targets(results: dict[tuple[str, str], RunResult], timings: dict[float
         ok = result.provisioned_ratio <= 1.10 and result.deficit_pct <= 2.0
         lines.append(f"{verdict(ok)} daily cycle provisioned/required <= 1.10 with deficit <= 2 %, engine defaults: "
                      f"{result.provisioned_ratio:.3f}, {result.deficit_pct:.2f} %")
+    spikes = next((trace for trace in traces if trace.startswith("spikes")), None)
     crowd = next((trace for trace in traces if trace.startswith("flash crowd")), None)
+    for name in ("engine defaults", "engine, demand trigger", "hpa v2 (independent)", "keda-like (request rate)"):
+        for trace in (spikes, crowd):
+            if trace:
+                shed = results[(trace, name)].shed_s
+                ok = all(value is not None and value <= 600 for value in shed)
+                shown = ", ".join("never" if value is None else f"{value:.0f}" for value in shed)
+                lines.append(f"{verdict(ok)} after a burst ends, provisioned <= 1.2x required within 10 minutes, "
+                             f"{trace}, {name}: {shown} s")
     shift = next((trace for trace in traces if trace.startswith("level shift")), None)
     wave = next((trace for trace in traces if trace.startswith("on/off")), None)
     for name in ("engine defaults", "engine seed thresholds", "engine, defaults before", "engine, demand trigger",

@@ -35,6 +35,8 @@ Figures (``RunResult``):
 
 
 * ``flaps``: a scale-up followed by a scale-down less than FLAP_SECONDS (10 minutes) later.
+* ``shed_s``: per load decrease of the trace, time until the provisioned fleet is back within
+  SHED_RATIO (1.2) x required.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from scaling.engine.policy import Direction, GroupState, MetricWindow, ScalingPo
 DAY = 86_400
 EPOCH = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)  # a Monday, midnight UTC
 FLAP_SECONDS = 600
+SHED_RATIO = 1.2
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class Trace:
     clean: Callable[[float], float]  # requests/minute at t seconds, without noise
     noise: float = 0.0  # uniform +-noise per minute
     changes: tuple[float, ...] = ()  # times of load increases to measure reaction on
+    drops: tuple[float, ...] = ()  # times of load decreases to measure shedding on
     min_instances: int = 1
     max_instances: int = 60
     history_prefix_s: int = 0  # per-minute history available before t = 0 (for the forecast)
@@ -264,6 +268,8 @@ class RunResult:
     rampup_ready_deficit_pct: float = 0.0
     reaction_s: list[float | None] = field(default_factory=list)
     ready_s: list[float | None] = field(default_factory=list)
+    # per Trace.drops: seconds until provisioned <= SHED_RATIO x required (None: never)
+    shed_s: list[float | None] = field(default_factory=list)
     decisions: int = 0
     decide_seconds: float = 0.0
     events: list[tuple[float, str, int, int, str]] = field(default_factory=list)
@@ -309,6 +315,7 @@ def simulate(trace: Trace, spec: PolicySpec, config: SimConfig = SimConfig(), *,
     last_direction: Direction | None = None
     last_up_at: float | None = None
     reaction: dict[float, float | None] = dict.fromkeys(trace.changes)
+    shed: dict[float, float | None] = dict.fromkeys(trace.drops)
     ready: dict[float, float | None] = dict.fromkeys(trace.changes)
 
     for step in range(ticks):
@@ -365,6 +372,10 @@ def simulate(trace: Trace, spec: PolicySpec, config: SimConfig = SimConfig(), *,
         for change in trace.changes:
             if t >= change and ready[change] is None and active * (1 + tolerance) >= need:
                 ready[change] = t - change
+        for drop in trace.drops:
+            required_now = _required(trace, clean, config, target)
+            if t >= drop and shed[drop] is None and provisioned <= SHED_RATIO * required_now:
+                shed[drop] = t - drop
 
         # Evaluation, as the periodic task does it.
         if (policy is None and scaler is None) or (t + tick) % config.eval_interval_s:
@@ -421,6 +432,7 @@ def simulate(trace: Trace, spec: PolicySpec, config: SimConfig = SimConfig(), *,
     result.rampup_ready_deficit_pct = 100 * rampup_deficit / rampup_time if rampup_time else 0.0
     result.reaction_s = [reaction[change] for change in trace.changes]
     result.ready_s = [ready[change] for change in trace.changes]
+    result.shed_s = [shed[drop] for drop in trace.drops]
     return result
 
 
