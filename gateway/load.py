@@ -60,11 +60,17 @@ class LoadPublisher:
         self._failing = False
 
     def publish_once(self) -> int:
-        """Count every active instance's live leases and write them; returns the rows changed."""
+        """Count every active instance's live leases and write them; returns the rows changed.
+
+        While the shared state (Redis) is unreachable the store answers from this process's own
+        leases, a fraction of the fleet's: nothing is written then, so the counts go stale and read
+        as missing (no scale-down on a false low) instead of as a fresh, wrong number."""
         snapshot = registry_snapshot()
         items = list(snapshot.by_id.values())
         store = self.store or get_state_store()
         counts = store.in_flight([item.instance_id for item in items], now=self.clock())
+        if getattr(store, "degraded", False):
+            return 0
         return instance_loads_publish(loads={item.pk: counts[item.instance_id] for item in items}, publisher=self.name)
 
     def start(self) -> None:
@@ -81,7 +87,8 @@ class LoadPublisher:
         try:
             load_publications_prune()
         except DATABASE_ERRORS as exc:
-            DATABASE_OUTAGE.failed(exc)
+            if DATABASE_OUTAGE.is_outage(exc):
+                DATABASE_OUTAGE.failed(exc)
         finally:
             connection.close()
         while not self._stop.wait(self.interval):
@@ -89,7 +96,8 @@ class LoadPublisher:
                 close_old_connections()
                 self.publish_once()
             except DATABASE_ERRORS as exc:  # one line per outage (DATABASE_OUTAGE), the next second tries again
-                DATABASE_OUTAGE.failed(exc)
+                if DATABASE_OUTAGE.is_outage(exc):
+                    DATABASE_OUTAGE.failed(exc)
             except Exception:  # never let the thread die: a load that stops being published reads as missing
                 if not self._failing:
                     logger.exception("Publishing the instances' load failed; retrying every %g s", self.interval)

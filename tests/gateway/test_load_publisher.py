@@ -3,6 +3,8 @@ a count nobody publishes lately reads as missing (gateway/load.py)."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -10,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from gateway.load import LoadPublisher
 from gateway.registry import registry_snapshot
 from instances.balancer.breaker import BreakerConfig
-from instances.balancer.state import InProcessStateStore
+from instances.balancer.state import InProcessStateStore, StateStore
 from instances.models import AIInstance, LoadPublication
 from instances.selectors import load_publications_fresh
 
@@ -71,3 +73,15 @@ def test_a_publication_costs_a_bounded_number_of_queries_whatever_the_fleet(flee
 
     # one UPDATE per distinct changed count (here one), one for the publication row
     assert len(queries) <= 2, [q["sql"] for q in queries]
+
+
+def test_while_redis_is_unreachable_nothing_is_published_so_the_load_reads_missing(fleet):
+    from instances.balancer.state import RedisStateStore, ResilientStateStore
+
+    fleet("pub-outage")
+    unreachable = RedisStateStore("redis://127.0.0.1:1/0")  # nothing listens on port 1: refused at once
+    resilient = cast(StateStore, ResilientStateStore(unreachable, InProcessStateStore()))  # as get_state_store does
+    publisher = LoadPublisher(store=resilient, name="web-test:2")
+
+    assert publisher.publish_once() == 0
+    assert not LoadPublication.objects.exists()  # scaling sees no fresh publication: utilisation missing
