@@ -87,6 +87,8 @@ class Authenticator:
             lookup = sync_to_async(self.lookup, thread_sensitive=True)
             principal = await asyncio.wait_for(lookup(key), self.lookup_timeout)
         except DATABASE_ERRORS as exc:
+            if not self.outage.is_outage(exc):  # one statement's failure (a deadlock): not an outage
+                raise
             self.outage.failed(exc)
             return self._stale(cached, now)
         except TimeoutError:

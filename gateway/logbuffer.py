@@ -124,8 +124,9 @@ class RequestLogBuffer:
                 try:
                     written += self._write_isolating(batch)
                 except DATABASE_ERRORS as exc:  # one log line per outage (DATABASE_OUTAGE), not one per second
-                    self.failed_flushes += 1
-                    DATABASE_OUTAGE.failed(exc)
+                    self.failed_flushes += 1  # the batch waits for the next flush either way
+                    if DATABASE_OUTAGE.is_outage(exc):
+                        DATABASE_OUTAGE.failed(exc)
                     break
                 DATABASE_OUTAGE.recovered()
         self._log_drops()

@@ -870,17 +870,19 @@ class Gateway:
             return reply
         except GatewayError as exc:
             error = exc
-        except DATABASE_ERRORS as exc:  # no snapshot to route on yet, or the pool found no connection in time
-            DATABASE_OUTAGE.failed(exc)
-            error = GatewayError(
-                503,
-                "The database is unreachable; retry shortly.",
-                error_type="service_unavailable",
-                code="database_unavailable",
-            )
-        except Exception:
-            logger.exception("Gateway error")
-            error = GatewayError(500, "The gateway failed to handle the request.", error_type="server_error")
+        except Exception as exc:
+            if isinstance(exc, DATABASE_ERRORS) and DATABASE_OUTAGE.is_outage(exc):
+                # no snapshot to route on yet, or the pool found no connection in time
+                DATABASE_OUTAGE.failed(exc)
+                error = GatewayError(
+                    503,
+                    "The database is unreachable; retry shortly.",
+                    error_type="service_unavailable",
+                    code="database_unavailable",
+                )
+            else:
+                logger.exception("Gateway error")
+                error = GatewayError(500, "The gateway failed to handle the request.", error_type="server_error")
         overhead = (time.perf_counter() - started) * 1000
         return error.reply({"x-request-id": request_id, "x-overhead-ms": f"{overhead:.2f}"})
 

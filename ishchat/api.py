@@ -30,7 +30,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             {"detail": exc.message, "code": exc.code, **exc.details},
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
         )
-    if isinstance(exc, DATABASE_ERRORS):
+    if isinstance(exc, DATABASE_ERRORS) and DATABASE_OUTAGE.is_outage(exc):
         # The database is down, refusing, or the pool found no connection in time: the client may
         # retry, and the log gets one line per outage instead of a traceback per request.
         DATABASE_OUTAGE.failed(exc)

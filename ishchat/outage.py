@@ -45,11 +45,15 @@ class Outage:
         name: str,
         *,
         errors: tuple[type[Exception], ...],
+        matches: Callable[[BaseException], bool] | None = None,
         retry_seconds: float = RETRY_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`errors` the exception types that may mean an outage; `matches` tells, of those, which
+        do (default: all of them)."""
         self.name = name
         self.errors = errors
+        self.matches = matches
         self.retry_seconds = retry_seconds
         self._clock = clock
         self._lock = threading.Lock()
@@ -61,13 +65,20 @@ class Outage:
         """Down, and the last failure is under `retry_seconds` old: degrade without calling."""
         return self.down and self._clock() - self._failed_at < self.retry_seconds
 
+    def is_outage(self, exc: BaseException) -> bool:
+        """Whether `exc` says the dependency is unreachable (not one call's own failure)."""
+        return isinstance(exc, self.errors) and (self.matches is None or self.matches(exc))
+
     def call(self, call: Callable[[], T], *, fallback: Callable[[], T]) -> T:
-        """`call()`; `fallback()` while skipping or when the call fails with one of `errors`."""
+        """`call()`; `fallback()` while skipping or when the call fails with an outage error
+        (`is_outage`); any other error propagates."""
         if self.skipping:
             return fallback()
         try:
             result = call()
         except self.errors as exc:
+            if not self.is_outage(exc):
+                raise
             self.failed(exc)
             return fallback()
         self.recovered()
@@ -99,4 +110,27 @@ CACHE_OUTAGE = Outage("cache (Redis)", errors=CACHE_ERRORS)
 # for a connection (psycopg_pool.PoolTimeout is an OperationalError, wrapped by Django).
 DATABASE_ERRORS: tuple[type[Exception], ...] = (OperationalError, InterfaceError)
 # The database: the gateway's key check (stale keys) and registry snapshot (the last one).
-DATABASE_OUTAGE = Outage("database", errors=DATABASE_ERRORS)
+# SQLSTATEs that mean the server cannot serve at all: class 08 (connection exception) and the
+# shutdown ones. A deadlock (40P01), a serialization failure (40001), a lock timeout (55P03) or a
+# cancelled statement (57014) is one query's failure, not an outage.
+_UNREACHABLE_SQLSTATES = frozenset({"57P01", "57P02", "57P03"})
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """Whether a database error says the database cannot be reached (refused, cut, hung past the
+    pool's wait, shutting down), as opposed to one statement's failure (a deadlock, a lock
+    timeout, a locked SQLite file), which must not make every process degrade."""
+    if isinstance(exc, InterfaceError):
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    cause = exc.__cause__ or exc
+    sqlstate = getattr(cause, "sqlstate", None)
+    if sqlstate is not None:
+        return sqlstate.startswith("08") or sqlstate in _UNREACHABLE_SQLSTATES
+    # psycopg's connection failures and the pool's timeout carry no SQLSTATE; nor does sqlite3.
+    message = str(cause).lower()
+    return not ("locked" in message or "busy" in message)
+
+
+DATABASE_OUTAGE = Outage("database", errors=DATABASE_ERRORS, matches=database_unreachable)

@@ -156,3 +156,29 @@ def chat(auth: Authenticator, key: str) -> tuple[int, dict[str, Any]]:
     async_to_sync(app)(scope, receive, send)
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return sent[0]["status"], json.loads(body)
+
+
+def test_only_errors_that_mean_unreachable_are_a_database_outage():
+    import sqlite3
+
+    import psycopg
+    import psycopg.errors
+    import psycopg_pool
+    from django.db import InterfaceError, OperationalError
+
+    from ishchat.outage import DATABASE_OUTAGE, database_unreachable
+
+    def wrapped(cause: BaseException) -> OperationalError:
+        error = OperationalError(str(cause))
+        error.__cause__ = cause
+        return error
+
+    assert database_unreachable(wrapped(psycopg.OperationalError("connection failed: Connection refused")))
+    assert database_unreachable(wrapped(psycopg_pool.PoolTimeout("couldn't get a connection after 5.00 sec")))
+    assert database_unreachable(InterfaceError("connection already closed"))
+    assert database_unreachable(wrapped(psycopg.errors.AdminShutdown("terminating connection")))
+    assert not database_unreachable(wrapped(psycopg.errors.DeadlockDetected("deadlock detected")))
+    assert not database_unreachable(wrapped(psycopg.errors.LockNotAvailable("could not obtain lock")))
+    assert not database_unreachable(wrapped(psycopg.errors.QueryCanceled("canceling statement")))
+    assert not database_unreachable(wrapped(sqlite3.OperationalError("database is locked")))
+    assert not DATABASE_OUTAGE.is_outage(ValueError("not a database error at all"))
