@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, FloatField, Q, QuerySet, Sum
+from django.db.models import Case, Count, FloatField, Q, QuerySet, Sum, Value, When
 from django.db.models.functions import Coalesce
 from prometheus_client import Counter
 from prometheus_client.core import REGISTRY, CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -155,10 +155,20 @@ def health_check_samples(checks: QuerySet[Any]) -> dict[Key, float]:
 
 def scaling_event_samples(events: QuerySet[Any]) -> dict[Key, float]:
     """scaling_events_total{provider_type,direction,reason,status}: reason is the event's trigger
-    (the free-text reason would make one series per event); status tells actions (pending,
-    in_progress, completed, failed, cancelled) from the records of actions a cooldown held back
-    (skipped, at most one per cooldown period): count acted events with status!="skipped"."""
-    rows = events.values("group__provider_type", "direction", "trigger", "status").annotate(n=Count("id")).order_by()
+    (the free-text reason would make one series per event); status is "acted" for actions and
+    "skipped" for the records of actions a cooldown held back (at most one per cooldown period).
+    An event never moves between the two, so each series only grows: count actions with
+    status="acted"."""
+    from scaling.choices import ScalingEventStatus
+
+    rows = (
+        events.annotate(
+            acted=Case(When(status=ScalingEventStatus.SKIPPED, then=Value("skipped")), default=Value("acted"))
+        )
+        .values("group__provider_type", "direction", "trigger", "acted")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
     return {
         (
             f"{PREFIX}scaling_events_total",
@@ -166,7 +176,7 @@ def scaling_event_samples(events: QuerySet[Any]) -> dict[Key, float]:
                 provider_type=row["group__provider_type"],
                 direction=row["direction"],
                 reason=row["trigger"],
-                status=row["status"],
+                status=row["acted"],
             ),
         ): float(row["n"])
         for row in rows
@@ -282,7 +292,7 @@ COUNTERS = {
     "estimated_cost_total": ("Estimated cost of the tokens at today's prices (pricing.<model>).", MODEL),
     "health_checks_total": ("Health checks run, by type and result.", ["check_type", "status"]),
     "scaling_events_total": (
-        "Scaling events, by direction, trigger and status (skipped: held back by a cooldown, not an action).",
+        "Scaling events, by direction, trigger and status (acted, or skipped: held back by a cooldown).",
         ["provider_type", "direction", "reason", "status"],
     ),
 }

@@ -101,7 +101,7 @@ def test_the_scrape_reports_instances_health_checks_breakers_and_groups(client):
     assert value(samples, "instance_manager_instances_total", provider_type="openai", status="unhealthy") == 1
     assert value(samples, "instance_manager_health_checks_total", check_type="basic", status="healthy") == 1
     assert value(samples, "instance_manager_health_checks_total", check_type="latency", status="unhealthy") == 1
-    for status in ("completed", "skipped"):
+    for status in ("acted", "skipped"):
         events = value(
             samples, "instance_manager_scaling_events_total", provider_type="openai", direction="up",
             reason="utilization", status=status,
