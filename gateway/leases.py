@@ -12,7 +12,9 @@ capacity, behind an open breaker or over its rate limit just as a gateway reques
 it feeds the outcome to the breaker, the latency estimate and the token limit exactly as a
 gateway request's end does (store.finish), and writes a RequestLog row (request_id
 lease-<token>), so the request rate, p95 and error rate count these calls too. A lease can be
-released once: a second release, or one after the TTL, is refused (409) and feeds nothing.
+released once: a second release, or one after the TTL, is refused (409) and feeds nothing. A
+refused key the client reports (`auth`) counts as a plain failure: the key may be the client's,
+so it never marks the instance unhealthy for everyone.
 
 The lease id is signed (django.core.signing, SECRET_KEY): it names the instance, the pool and
 whether the lease is a half-open breaker probe, so a client cannot forge one or move it to
@@ -27,22 +29,22 @@ from typing import Any
 
 from django.core import signing
 from django.core.exceptions import ValidationError
+from django.db import transaction
 from django.utils import timezone
 
 from configuration.selectors import config_value
 from gateway.proxy import request_status
-from gateway.registry import registry_snapshot
 from gateway.routing import Route, Routed, Router
-from instances.balancer.breaker import BreakerEvent, outcome_for_error
+from instances.balancer.breaker import Outcome, outcome_for_error
 from instances.balancer.state import Lease, LeaseNotFound
-from instances.choices import InstanceStatus
 from instances.models import AIInstance, RequestLog
 from instances.providers.base import ErrorKind
-from instances.services import instance_set_status
 from ishchat.errors import ConflictError
 
 SALT = "ishchat.gateway.lease"
 MAX_LEASE_SECONDS = 3600
+# A reported 429 cools the instance for every client: a client may not make that longer than this.
+MAX_REPORTED_RETRY_AFTER = 120
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,46 +101,49 @@ def lease_release(
         tpm_limit=item.candidate.tpm_limit if item is not None else None,
     )
     tokens = prompt_tokens + completion_tokens
-    try:
-        event = router.store.finish(
-            lease,
-            outcome=outcome_for_error(kind),
-            now=time.time() if now is None else now,
-            breaker=router.policy_for(route, members, None).breaker,
-            pool_size=len(members),
-            latency_ms=latency_ms if kind in (None, ErrorKind.TIMEOUT) else None,
-            tokens=tokens,
-            retry_after=retry_after,
-            require_live=True,
+    outcome = outcome_for_error(kind)
+    if outcome is Outcome.AUTH_FAILURE:
+        # The client called the provider with its own credentials: a refused key may be the
+        # client's, so it counts as a plain failure and never marks the instance unhealthy.
+        outcome = Outcome.FAILURE
+    # The row first, in a transaction the lease's end completes: a database outage fails the row
+    # and leaves the lease live (the client's retry can release it), a lease already gone rolls
+    # the row back.
+    with transaction.atomic():
+        RequestLog.objects.create(
+            request_id=f"lease-{token}",
+            instance=instance,
+            provider_type=instance.provider_type,
+            model_name=instance.model_name,
+            status=request_status(kind),
+            total_latency_ms=latency_ms,
+            upstream_latency_ms=latency_ms,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            total_tokens=tokens,
+            error="" if kind is None else f"reported by the client: {kind}",
+            created_at=timezone.now(),
         )
-    except LeaseNotFound:
-        raise ConflictError("The lease expired or was already released; nothing was recorded.") from None
-    if event is BreakerEvent.AUTH_FAILURE:
-        instance_set_status(
-            instance=instance, status=InstanceStatus.UNHEALTHY, reason="the provider refused the key "
-            "(reported with a select-instance release)", source="breaker",
-        )  # fmt: skip
-        registry_snapshot(fresh=True)
-    RequestLog.objects.create(
-        request_id=f"lease-{token}",
-        instance=instance,
-        provider_type=instance.provider_type,
-        model_name=instance.model_name,
-        status=request_status(kind),
-        total_latency_ms=latency_ms,
-        upstream_latency_ms=latency_ms,
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        total_tokens=tokens,
-        error="" if kind is None else f"reported by the client: {kind}",
-        created_at=timezone.now(),
-    )
+        try:
+            event = router.store.finish(
+                lease,
+                outcome=outcome,
+                now=time.time() if now is None else now,
+                breaker=router.policy_for(route, members, None).breaker,
+                pool_size=len(members),
+                latency_ms=latency_ms if kind in (None, ErrorKind.TIMEOUT) else None,
+                tokens=tokens,
+                retry_after=retry_after,
+                require_live=True,
+            )
+        except LeaseNotFound:
+            raise ConflictError("The lease expired or was already released; nothing was recorded.") from None
     return {
         "released": True,
         "instance_id": instance_id,
-        "outcome": str(outcome_for_error(kind)),
+        "outcome": str(outcome),
         "breaker_event": event.value if event is not None else None,
     }
 
 
-__all__ = ["MAX_LEASE_SECONDS", "Leased", "lease_release", "lease_take"]
+__all__ = ["MAX_LEASE_SECONDS", "MAX_REPORTED_RETRY_AFTER", "Leased", "lease_release", "lease_take"]

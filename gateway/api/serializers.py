@@ -4,7 +4,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from gateway.leases import MAX_LEASE_SECONDS
+from gateway.leases import MAX_LEASE_SECONDS, MAX_REPORTED_RETRY_AFTER
 from gateway.selectors import DEFAULT_WINDOW_MINUTES, MAX_WINDOW_MINUTES
 from gateway.services import LB_CONFIG_LIMITS
 from instances.api.serializers import BreakerSerializer, InstanceSerializer
@@ -78,7 +78,11 @@ class ReleaseSerializer(StrictFieldsMixin, serializers.Serializer):
     prompt_tokens = serializers.IntegerField(min_value=0, max_value=100_000_000, default=0)
     completion_tokens = serializers.IntegerField(min_value=0, max_value=100_000_000, default=0)
     retry_after = serializers.FloatField(
-        min_value=0, max_value=3600, required=False, allow_null=True, help_text="A 429's Retry-After, in seconds."
+        min_value=0,
+        max_value=MAX_REPORTED_RETRY_AFTER,
+        required=False,
+        allow_null=True,
+        help_text=f"A 429's Retry-After, in seconds (at most {MAX_REPORTED_RETRY_AFTER}: it cools the instance).",
     )
 
 

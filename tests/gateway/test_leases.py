@@ -142,3 +142,17 @@ def test_a_lease_cannot_be_released_on_another_instance(api_client, fleet):
     assert response.status_code == 400
     assert "another instance" in response.json()["lease_id"][0]
     assert release(api_client, "00000000-0000-0000-0000-000000000000", lease_id=first["lease_id"]).status_code == 404
+
+
+def test_a_refused_key_reported_by_a_client_is_a_failure_not_an_unhealthy_instance(api_client, fleet):
+    instance = fleet("lease-auth")
+    lease_id = take(api_client).json()["lease_id"]
+
+    done = release(api_client, instance.instance_id, lease_id=lease_id, success=False, error="auth")
+
+    assert done.status_code == 200 and done.json()["outcome"] == "failure"
+    instance.refresh_from_db()
+    assert instance.status == "healthy"
+    too_long = release(api_client, instance.instance_id, lease_id=take(api_client).json()["lease_id"],
+                       success=False, error="rate_limited", retry_after=3600)  # fmt: skip
+    assert too_long.status_code == 400 and "retry_after" in too_long.json()
