@@ -367,6 +367,10 @@ def group_dry_run(request: HtmxHttpRequest, group_id: str) -> HttpResponse:
     return render(request, "dashboard/partials/group_decision.html", context)
 
 
+# The simulation runs in the request: a few seconds for three days (longer ones: manage.py simulate_scaling).
+SIMULATION_MAX_DAYS = 3.0
+
+
 @staff_member_required
 @require_POST
 def group_simulate(request: HtmxHttpRequest, group_id: str) -> HttpResponse:
@@ -374,7 +378,7 @@ def group_simulate(request: HtmxHttpRequest, group_id: str) -> HttpResponse:
     the last N days (services.group_simulation): the simulation card, or its error."""
     services = _scaling_services()
     group = group_get(group_id)
-    context: dict[str, Any] = {"group": group, "days": request.POST.get("days", "7").strip()}
+    context: dict[str, Any] = {"group": group, "days": request.POST.get("days", "1").strip()}
     capacity_raw = request.POST.get("capacity_rpm", "").strip()
     try:
         days = float(context["days"])
@@ -386,7 +390,9 @@ def group_simulate(request: HtmxHttpRequest, group_id: str) -> HttpResponse:
         context["simulation_error"] = "Simulation is not available in this build."
         return render(request, "dashboard/partials/group_simulation.html", context, status=422)
     try:
-        trace, config, results = services.group_simulation(group=group, history_days=days, capacity_rpm=capacity)
+        trace, config, results = services.group_simulation(
+            group=group, history_days=days, capacity_rpm=capacity, max_days=SIMULATION_MAX_DAYS
+        )
     except ValidationError as exc:
         context["simulation_error"] = _error_text(exc)
         return render(request, "dashboard/partials/group_simulation.html", context, status=422)

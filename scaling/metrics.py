@@ -33,11 +33,10 @@ from instances.choices import CheckType, InstanceStatus, RequestStatus
 from instances.models import AIInstance, HealthCheck, InstanceMetrics, RequestLog
 from instances.selectors import load_publications_fresh
 from scaling.engine import MetricWindow, PredictiveMode
+from scaling.engine.forecast import HISTORY_MINUTES
 from scaling.models import ProviderGroup
 
 WINDOW_SECONDS = 60
-# Enough for Holt-Winters (two daily seasons) with a day to spare; what the forecast keeps at most.
-HISTORY_MINUTES = 3 * 1440
 SERVING = (InstanceStatus.HEALTHY, InstanceStatus.DEGRADED)
 _FAILED = (RequestStatus.ERROR, RequestStatus.TIMEOUT)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import threading
 import uuid
 from collections.abc import Iterator
@@ -155,17 +156,18 @@ def group_simulation(
     startup_seconds: tuple[float, float] = (60.0, 130.0),
     seed: int = 7,
     keep_events: bool = False,
+    max_days: float = 30.0,
 ) -> tuple[Trace, SimConfig, list[RunResult]]:
     """What the group's policy, and the Kubernetes HPA v2 defaults beside it, would have done on
     `trace`, or on the group's own requests of the last `history_days` (scaling.engine.simulation).
     Changes nothing. ValidationError when the inputs cannot make a simulation."""
     capacity = capacity_rpm or group.instance_capacity_rpm
-    if not capacity or capacity <= 0:
+    if not capacity or not math.isfinite(capacity) or capacity <= 0:
         raise ValidationError({"capacity_rpm": ["Set the group's instance_capacity_rpm or give a capacity."]})
     bounds = {"min_instances": group.min_instances, "max_instances": group.max_instances}
     if trace is None:
-        if history_days is None or not 0 < history_days <= 30:
-            raise ValidationError({"history_days": ["More than 0, at most 30."]})
+        if history_days is None or not math.isfinite(history_days) or not 0 < history_days <= max_days:
+            raise ValidationError({"history_days": [f"More than 0, at most {max_days:g}."]})
         history = request_rate_history(group=group, now=timezone.now(), minutes=int(history_days * 1440))
         first = next((index for index, value in enumerate(history) if value is not None), None)
         if first is None:
@@ -417,10 +419,20 @@ def _recommendations(group: ProviderGroup) -> list[tuple[datetime, int]]:
     return kept
 
 
-def _missing_since(group: ProviderGroup) -> dict[str, datetime]:
-    """Since when each trigger's metric has been missing, carried over from the last decision."""
+def _missing_since(group: ProviderGroup, now: datetime) -> dict[str, datetime]:
+    """Since when each trigger's metric has been missing, carried over from the last decision when
+    that decision is recent: after a gap in evaluations (auto-scaling off, the worker or beat
+    down) nobody watched the metric, so its gap starts again rather than ending a block at once."""
+    decision = group.last_decision or {}
+    interval = float(_configured("auto_scaling.evaluation_interval", 30))
+    try:
+        evaluated_at = parse_moment(decision["evaluated_at"])
+    except (KeyError, TypeError, ValueError):
+        return {}
+    if (now - evaluated_at).total_seconds() > 3 * interval:
+        return {}
     kept = {}
-    for name, moment in ((group.last_decision or {}).get("missing_since") or {}).items():
+    for name, moment in (decision.get("missing_since") or {}).items():
         try:
             kept[str(name)] = parse_moment(moment)
         except (TypeError, ValueError):
@@ -445,7 +457,7 @@ def _state(group: ProviderGroup, counts: dict[str, int], now: datetime) -> Group
         last_scale_down_at=group.last_scale_down_at,
         paused_until=group.paused_until,
         recent_recommendations=_recommendations(group),
-        missing_since=_missing_since(group),
+        missing_since=_missing_since(group, now),
     )
 
 

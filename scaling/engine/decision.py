@@ -542,12 +542,12 @@ def decide(policy: ScalingPolicy, window: MetricWindow, state: GroupState, now: 
                 and predicted.proposal is not None and predicted.proposal > reactive):
             if error is not None and error > PREDICTION_ERROR_BOUND:
                 forecast_info = replace(forecast_info, abstained=True)
-                notes.append(f"prediction abstains: its forecasts were off by {error_text} over the last hour "
+                notes.append(f"prediction abstains: its recent one-minute forecasts were off by {error_text} "
                              f"(bound {100 * PREDICTION_ERROR_BOUND:.0f} %), so it only reports {predicted.proposal}")
             else:
                 raw = predicted.proposal
                 decided_by = predicted
-                notes.append(f"prediction acts: its forecasts were off by {error_text} over the last hour")
+                notes.append(f"prediction acts: its recent one-minute forecasts were off by {error_text}")
 
     # 5. Stabilization window (this recommendation included).
     horizon = timedelta(seconds=policy.scale_down_stabilization_seconds)

@@ -38,6 +38,9 @@ from itertools import accumulate
 from typing import Any, cast
 
 SEASON_MINUTES = 1440
+# The history a group's metric window carries (scaling.metrics) and the simulator replays: enough
+# for Holt-Winters (two daily seasons) with a day to spare, what the forecast keeps at most.
+HISTORY_MINUTES = 3 * SEASON_MINUTES
 TRAILING_MINUTES = 60
 TRAILING_TREND_POINTS = 15
 

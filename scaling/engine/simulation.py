@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from scaling.engine.decision import advance_state, decide
+from scaling.engine.forecast import HISTORY_MINUTES
 from scaling.engine.policy import Direction, GroupState, MetricWindow, ScalingPolicy, TriggerTargets
 
 DAY = 86_400
@@ -167,7 +168,9 @@ class HpaV2:
       data are skipped;
     * pods not ready yet (starting) count as 0 % of the target when the ready pods' ratio asks for a
       scale-up (which damps it); a scale-down uses the ready pods' ratio over all replicas;
-    * scale-up: no stabilization, at most max(+100 %, +4 pods) per 15 s (selectPolicy Max);
+    * scale-up: no stabilization, at most max(+100 %, +4 pods) per 15 s (selectPolicy Max); the
+      simulator evaluates it every 30 s like the engine (HPA syncs every 15 s by default), so
+      each evaluation may add that much once;
     * scale-down: the highest recommendation of the last 300 s (stabilization), -100 % per 15 s.
 
     Metrics: CPU-style utilisation (target ``target_utilization``), the queue as an External metric
@@ -382,7 +385,8 @@ def simulate(trace: Trace, spec: PolicySpec, config: SimConfig = SimConfig(), *,
             continue
         now = EPOCH + timedelta(seconds=t + tick)
         outage = trace.in_outage(t + tick)
-        window = MetricWindow(request_rate_history=history) if outage else _window(samples, history, active, config)
+        recent = history[-HISTORY_MINUTES:]  # what a group's metric window carries (scaling.metrics)
+        window = MetricWindow(request_rate_history=recent) if outage else _window(samples, recent, active, config)
         started = time.perf_counter()
         if scaler is not None:
             current = active + len(starting)

@@ -206,7 +206,9 @@ def test_the_group_page_simulates_its_policy_on_its_recorded_traffic(staff_clien
     assert "simulated: recorded traffic, last 0.05 days" in body
     assert "group simulated" in body and "hpa-v2 defaults" in body
 
-    refused = staff_client.post(url, {"days": "45"}, HTTP_HX_REQUEST="true")
-    assert refused.status_code == 422 and "at most 30" in refused.content.decode()
+    refused = staff_client.post(url, {"days": "5"}, HTTP_HX_REQUEST="true")
+    assert refused.status_code == 422 and "at most 3" in refused.content.decode()
+    nan = staff_client.post(url, {"days": "1", "capacity_rpm": "nan"}, HTTP_HX_REQUEST="true")
+    assert nan.status_code == 422 and "capacity" in nan.content.decode()
     garbage = staff_client.post(url, {"days": "lots"}, HTTP_HX_REQUEST="true")
     assert garbage.status_code == 422 and "numbers" in garbage.content.decode()

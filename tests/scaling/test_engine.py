@@ -407,7 +407,7 @@ def test_prediction_says_how_right_its_forecasts_have_been_when_it_acts() -> Non
     decision = decide(predictive("on"), U(0.6, request_rate_history=RISING), S(17), NOW)
 
     assert decision.forecast is not None and decision.forecast.trailing_error == pytest.approx(0.0, abs=1e-9)
-    assert "prediction acts: its forecasts were off by 0 % over the last hour" in decision.reason
+    assert "prediction acts: its recent one-minute forecasts were off by 0 %" in decision.reason
 
 
 def test_prediction_abstains_while_its_recent_forecasts_were_wrong() -> None:
@@ -421,7 +421,7 @@ def test_prediction_abstains_while_its_recent_forecasts_were_wrong() -> None:
     assert decision.forecast.trailing_error > 0.15
     assert decision.forecast.abstained and not decision.forecast.applied
     assert decision.trigger != Trigger.PREDICTIVE and decision.desired == 17
-    assert "prediction abstains: its forecasts were off by" in decision.reason
+    assert "prediction abstains: its recent one-minute forecasts were off by" in decision.reason
     assert replay(json.loads(json.dumps(decision.to_dict()))) == decision
 
 

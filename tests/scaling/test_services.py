@@ -564,3 +564,18 @@ def test_a_member_leaving_the_group_is_not_counted(now):
     member.delete()
 
     assert services.group_evaluate(group_id=group.pk, dry_run=True, now=now)["current"] == 2
+
+
+def test_a_missing_trigger_gap_starts_again_after_a_gap_in_evaluations(now):
+    # A queue trigger on a group whose instances publish no queue: missing at every evaluation.
+    group = busy_group(members=4, load=1, triggers={"queue_length": 5.0}, scale_down_stabilization_seconds=0,
+                       scale_down_cooldown=0)  # fmt: skip
+    first = services.group_evaluate(group_id=group.pk, now=now)
+    assert first["direction"] == "none" and "missing_metrics" in first["clamps"]
+
+    later = now + timedelta(minutes=11)  # nobody evaluated for 11 minutes (worker down)
+    set_load(group, 1, at=later)
+    after_gap = services.group_evaluate(group_id=group.pk, now=later)
+
+    assert after_gap["direction"] == "none", after_gap["reason"]  # the gap is not 11 minutes of watching
+    assert after_gap["missing_since"]["queue_length"].startswith(later.isoformat()[:19])
