@@ -314,7 +314,7 @@ def check_targets(results: dict[tuple[str, str], RunResult], timings: dict[float
             (reaction,) = results[(step, name)].reaction_s
             ok = reaction is not None and reaction <= limit
             lines.append(f"{verdict(ok)} 3x step answered within {limit} s, {name}: {reaction} s")
-    daily = next((trace for trace in traces if trace.startswith("daily") and "no history" not in trace), None)
+    daily = next((trace for trace in traces if trace.startswith("daily x") and "no history" not in trace), None)
     if daily:
         for name in ENGINE_POLICIES:
             result = results[(daily, name)]
