@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
+import httpx
 import pytest
 from django.conf import settings
 from django.db import connection
@@ -97,6 +98,23 @@ def healthy_instances(sim_server: Any, model: str, names: Iterable[str], **field
         AIInstance.objects.filter(pk=instance.pk).update(status="healthy", health_score=1.0)
         ids.append(str(instance.instance_id))
     return ids
+
+
+def web_command(port: int) -> list[str]:
+    """A web process as the Procfile runs it (uvicorn with the bounded HTTP protocol), on loopback."""
+    return [
+        *(sys.executable, "-m", "uvicorn", "ishchat.asgi:application"),
+        *("--http", "ishchat.server:BoundedHttpToolsProtocol"),
+        *("--host", "127.0.0.1", "--port", str(port), "--lifespan", "off", "--log-level", "warning"),
+    ]
+
+
+def health_ok(base_url: str) -> bool:
+    """Whether the web process at `base_url` answers GET /health with 200 (False while it is not up)."""
+    try:
+        return httpx.get(f"{base_url}/health", timeout=5, trust_env=False).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def free_port() -> int:

@@ -12,7 +12,6 @@ holds a line or two about the outage, no traceback.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +23,16 @@ import pytest
 from django.db import connection
 
 from ishchat.views import DATABASE_PROBE_SECONDS
-from tests.integration.conftest import STARTUP_SECONDS, Process, child_env, free_port, healthy_instances, wait_for
+from tests.integration.conftest import (
+    STARTUP_SECONDS,
+    Process,
+    child_env,
+    free_port,
+    health_ok,
+    healthy_instances,
+    wait_for,
+    web_command,
+)
 from tests.support.faultproxy import FaultProxy
 
 pytestmark = [pytest.mark.integration]
@@ -80,25 +88,14 @@ def fleet(transactional_db: None, sim_server, tmp_path: Path) -> Iterator[Fleet]
         env["DATABASE_URL"] = f"postgresql://{auth}@127.0.0.1:{proxy.port}/{db['NAME']}"
         env.pop("INSTANCE_MANAGER_METRICS_PORT", None)
         port = free_port()
-        command = [
-            *(sys.executable, "-m", "uvicorn", "ishchat.asgi:application", "--lifespan", "off"),
-            *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
-        ]
-        process = Process.start("web", command, env, tmp_path / "web.log")
+        process = Process.start("web", web_command(port), env, tmp_path / "web.log")
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30.0, trust_env=False)
         try:
-            wait_for(partial(_answers, client), timeout=STARTUP_SECONDS, what="/health", process=process)
+            wait_for(partial(health_ok, str(client.base_url)), timeout=STARTUP_SECONDS, what="/health", process=process)
             yield Fleet(proxy, process, client, key, unseen_key, ids)
         finally:
             client.close()
             process.stop()
-
-
-def _answers(client: httpx.Client) -> bool:
-    try:
-        return client.get("/health").status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def _served(fleet: Fleet, count: int) -> list[str]:
@@ -135,7 +132,8 @@ def test_a_database_outage_keeps_routing_answers_503_and_loses_no_request_log(fl
         assert elapsed < DATABASE_PROBE_SECONDS + 1, elapsed
 
     fleet.proxy.heal()
-    wait_for(partial(_answers, fleet.client), timeout=15, what="/health 200 after the heal", process=fleet.process)
+    healed = partial(health_ok, str(fleet.client.base_url))
+    wait_for(healed, timeout=15, what="/health 200 after the heal", process=fleet.process)
     assert fleet.timed("GET", "/api/instances/status")[1].status_code == 200
     assert fleet.chat(fleet.unseen_key).status_code == 200  # /health's good probe ended the outage
     answered.append(fleet.chat().headers["x-instance-id"])

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -30,8 +29,10 @@ from tests.integration.conftest import (
     child_env,
     database_url,
     free_port,
+    health_ok,
     healthy_instances,
     wait_for,
+    web_command,
 )
 
 pytestmark = [pytest.mark.integration]
@@ -101,25 +102,15 @@ def webs(transactional_db: None, sim_server, tmp_path: Path) -> Iterator[tuple[l
     try:
         for number in range(PROCESSES):
             port = free_port()
-            command = [
-                *(sys.executable, "-m", "uvicorn", "ishchat.asgi:application", "--lifespan", "off"),
-                *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
-            ]
-            process = Process.start(f"web {number}", command, env, tmp_path / f"web-{number}.log")
+            process = Process.start(f"web {number}", web_command(port), env, tmp_path / f"web-{number}.log")
             processes.append(process)
             ports.append(port)
-            wait_for(partial(_answers, port), timeout=STARTUP_SECONDS, what="/health", process=process)
+            wait_for(partial(health_ok, f"http://127.0.0.1:{port}"), timeout=STARTUP_SECONDS, what="/health",
+                     process=process)  # fmt: skip
         yield ports, key, application_name
     finally:
         for process in processes:
             process.stop()
-
-
-def _answers(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=5, trust_env=False).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 async def _storm(ports: list[int], key: str) -> list[int]:

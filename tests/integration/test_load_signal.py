@@ -11,11 +11,11 @@ worker reads nothing else. Runs on the embedded default and on PostgreSQL + Redi
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -28,9 +28,11 @@ from tests.integration.conftest import (
     Worker,
     child_env,
     free_port,
+    health_ok,
     healthy_instances,
     running_worker,
     wait_for,
+    web_command,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -74,15 +76,12 @@ def stack(sim_server, tmp_path: Path) -> Iterator[Stack]:
     )
     env.pop("INSTANCE_MANAGER_METRICS_PORT", None)
     port = free_port()
-    command = [
-        *(sys.executable, "-m", "uvicorn", "ishchat.asgi:application", "--lifespan", "off"),
-        *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
-    ]
-    web = Process.start("web", command, env, tmp_path / "web.log")
+    web = Process.start("web", web_command(port), env, tmp_path / "web.log")
     headers = {"X-API-Key": settings.BACKEND_API_KEY}
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=30.0, trust_env=False)
     try:
-        wait_for(lambda: _answers(client), timeout=STARTUP_SECONDS, what="the web process", process=web)
+        wait_for(partial(health_ok, str(client.base_url)), timeout=STARTUP_SECONDS, what="the web process",
+                 process=web)  # fmt: skip
         patched = client.patch("/api/config", json={"load_balancer": {"lease_ttl_seconds": LEASE_TTL}})
         assert patched.status_code == 200, patched.text
         with running_worker(tmp_path, CELERY_TASK_ALWAYS_EAGER="true", INSTANCE_MANAGER_LOG_DIR=str(tmp_path)) as w:
@@ -90,13 +89,6 @@ def stack(sim_server, tmp_path: Path) -> Iterator[Stack]:
     finally:
         client.close()
         web.stop()
-
-
-def _answers(client: httpx.Client) -> bool:
-    try:
-        return client.get("/health").status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def _published_load(instance_ids: list[str]) -> int:

@@ -38,6 +38,8 @@ import pytest
 import redis
 from django.conf import settings
 
+from tests.integration.conftest import web_command
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,10 +133,7 @@ def _start(name: str, env: dict[str, str], workdir: Path) -> WebProcess:
     log = workdir / f"web-{name}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "uvicorn", "ishchat.asgi:application"),
-                *("--host", "127.0.0.1", "--port", str(port), "--lifespan", "off", "--log-level", "warning"),
-            ],
+            web_command(port),
             cwd=ROOT,
             env=env,
             stdout=out,

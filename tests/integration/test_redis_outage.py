@@ -12,7 +12,6 @@ traceback. Healed, everything is back without a restart.
 from __future__ import annotations
 
 import os
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,7 +23,16 @@ import httpx
 import pytest
 from django.conf import settings
 
-from tests.integration.conftest import STARTUP_SECONDS, Process, child_env, free_port, healthy_instances, wait_for
+from tests.integration.conftest import (
+    STARTUP_SECONDS,
+    Process,
+    child_env,
+    free_port,
+    health_ok,
+    healthy_instances,
+    wait_for,
+    web_command,
+)
 from tests.support.faultproxy import FaultProxy
 
 pytestmark = [
@@ -84,25 +92,16 @@ def fleet(transactional_db: None, sim_server, tmp_path: Path) -> Iterator[tuple[
         try:
             for name in ("one", "two"):
                 port = free_port()
-                command = [
-                    *(sys.executable, "-m", "uvicorn", "ishchat.asgi:application"),
-                    *("--host", "127.0.0.1", "--port", str(port), "--lifespan", "off", "--log-level", "warning"),
-                ]
-                webs.append(Web(Process.start(f"web {name}", command, env, tmp_path / f"web-{name}.log"), port))
+                process = Process.start(f"web {name}", web_command(port), env, tmp_path / f"web-{name}.log")
+                webs.append(Web(process, port))
             for web in webs:
-                wait_for(partial(_answers, web), timeout=STARTUP_SECONDS, what="/health", process=web.process)
+                up = partial(health_ok, str(web.client.base_url))
+                wait_for(up, timeout=STARTUP_SECONDS, what="/health", process=web.process)
             yield proxy, webs, ids
         finally:
             for web in webs:
                 web.client.close()
                 web.process.stop()
-
-
-def _answers(web: Web) -> bool:
-    try:
-        return web.client.get("/health").status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 @pytest.mark.django_db(transaction=True)
