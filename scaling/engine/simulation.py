@@ -256,7 +256,6 @@ class RunResult:
     ups: int = 0
     downs: int = 0
     skipped: int = 0
-    reversals: int = 0
     flaps: int = 0  # a scale-up followed by a scale-down within FLAP_SECONDS
     outage_downs: int = 0  # scale-downs decided while the metrics were out (Trace.outages)
     outage_failed: float = 0.0  # requests failed while the metrics were out
@@ -315,7 +314,6 @@ def simulate(trace: Trace, spec: PolicySpec, config: SimConfig = SimConfig(), *,
     provisioned_time = required_time = 0.0
     deficit = ready_deficit = strict_deficit = saturated = rampup_time = rampup_deficit = 0.0
     arrived_total = failed_total = 0.0
-    last_direction: Direction | None = None
     last_up_at: float | None = None
     reaction: dict[float, float | None] = dict.fromkeys(trace.changes)
     shed: dict[float, float | None] = dict.fromkeys(trace.drops)
@@ -419,9 +417,6 @@ def simulate(trace: Trace, spec: PolicySpec, config: SimConfig = SimConfig(), *,
             if last_up_at is not None and t + tick - last_up_at < FLAP_SECONDS:
                 result.flaps += 1
                 last_up_at = None
-        if last_direction is not None and direction != last_direction:
-            result.reversals += 1
-        last_direction = direction
         if keep_events:
             result.events.append((t + tick, str(direction), current, desired, reason))
 
